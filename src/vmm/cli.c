@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "tidal/macro.h"
+#include "tidal/parse.h"
+#include "vmm/cli.h"
+
+#define DEFAULT_CMDLINE "console=ttyS0"
+
+enum {
+        OPT_KERNEL = 0x100,
+        OPT_INITRD,
+        OPT_CMDLINE,
+        OPT_MEMORY,
+        OPT_CPUS,
+        OPT_NAME,
+        OPT_SERIAL,
+};
+
+static const struct option run_options[] = {
+        {"kernel", required_argument, NULL, OPT_KERNEL},
+        {"initrd", required_argument, NULL, OPT_INITRD},
+        {"cmdline", required_argument, NULL, OPT_CMDLINE},
+        {"memory", required_argument, NULL, OPT_MEMORY},
+        {"cpus", required_argument, NULL, OPT_CPUS},
+        {"name", required_argument, NULL, OPT_NAME},
+        {"serial", required_argument, NULL, OPT_SERIAL},
+        {"help", no_argument, NULL, 'h'},
+        {},
+};
+
+void cli_print_help(FILE *f)
+{
+        fputs("Usage: tidal run --kernel PATH --memory SIZE [OPTIONS]\n"
+              "       tidal --help | --version\n"
+              "\n"
+              "Runs one KVM guest, booting a Linux bzImage directly (no firmware).\n"
+              "\n"
+              "Options for run:\n"
+              "  --kernel PATH        Linux bzImage (x86-64, boot protocol 2.12 or later)\n"
+              "  --initrd PATH        initramfs to load with it\n"
+              "  --cmdline STRING     kernel command line (default: \"" DEFAULT_CMDLINE "\")\n"
+              "  --memory SIZE        guest RAM, e.g. 512M or 2G (K/M/G/T suffixes, multiple of "
+              "2M)\n"
+              "  --cpus N             number of vCPUs, 1-255 (default: 1)\n"
+              "  --name NAME          VM name for logs and sockets (default: tidal-PID)\n"
+              "  --serial MODE        console: stdio (default), file:PATH or none\n"
+              "  -h, --help           show this help\n"
+              "\n"
+              "Exit status: 0 when the guest powers off or tidal is stopped by SIGTERM/SIGINT,\n"
+              "1 on a runtime failure, 2 on a usage or configuration error.\n"
+              "See docs/tidal.md for the full reference.\n",
+              f);
+}
+
+_printf_(3, 4) static int fail(char *err, size_t err_size, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(err, err_size, fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+static int parse_memory(const char *arg, uint64_t host_memory, uint64_t *ret, char *err,
+                        size_t err_size)
+{
+        char host[32];
+        uint64_t v;
+
+        if (parse_size(arg, &v) < 0)
+                return fail(err, err_size, "--memory: '%s' is not a size (try 512M or 2G)", arg);
+        if (v < VM_MIN_MEMORY)
+                return fail(err, err_size, "--memory: %s is below the minimum of 64M", arg);
+        if (v > VM_MAX_MEMORY)
+                return fail(err, err_size, "--memory: %s is above the maximum of 1T", arg);
+        if (!IS_ALIGNED(v, VM_MEMORY_ALIGN))
+                return fail(err, err_size, "--memory: %s is not a multiple of 2M", arg);
+        if (host_memory && v > host_memory)
+                return fail(err, err_size, "--memory: %s is more than this host has (%s)", arg,
+                            format_size(host_memory, host, sizeof(host)));
+        *ret = v;
+        return 0;
+}
+
+static int parse_name(const char *arg, char *name, char *err, size_t err_size)
+{
+        size_t len = strlen(arg);
+
+        if (len == 0 || len > VM_NAME_MAX)
+                return fail(err, err_size, "--name: must be 1-%d characters", VM_NAME_MAX);
+        /* Names become file and socket names: keep them to a portable set. */
+        for (const char *p = arg; *p; p++) {
+                if (!isalnum((unsigned char)*p) && !strchr("-_.", *p))
+                        return fail(
+                                err, err_size,
+                                "--name: '%s' may only contain letters, digits, '-', '_' and '.'",
+                                arg);
+        }
+        if (arg[0] == '.')
+                return fail(err, err_size, "--name: must not start with '.'");
+        memcpy(name, arg, len + 1);
+        return 0;
+}
+
+static int parse_serial(const char *arg, struct vm_config *cfg, char *err, size_t err_size)
+{
+        if (strcmp(arg, "stdio") == 0) {
+                cfg->serial = SERIAL_STDIO;
+        } else if (strcmp(arg, "none") == 0) {
+                cfg->serial = SERIAL_NONE;
+        } else if (strncmp(arg, "file:", 5) == 0 && arg[5] != '\0') {
+                cfg->serial = SERIAL_FILE;
+                cfg->serial_path = arg + 5;
+        } else {
+                return fail(err, err_size, "--serial: '%s' is not stdio, none or file:PATH", arg);
+        }
+        return 0;
+}
+
+static int parse_run_option(int opt, const char *arg, uint64_t host_memory, struct vm_config *cfg,
+                            char *err, size_t err_size)
+{
+        uint64_t n;
+
+        switch (opt) {
+        case OPT_KERNEL:
+                cfg->kernel_path = arg;
+                return 0;
+        case OPT_INITRD:
+                cfg->initrd_path = arg;
+                return 0;
+        case OPT_CMDLINE:
+                cfg->cmdline = arg;
+                return 0;
+        case OPT_MEMORY:
+                return parse_memory(arg, host_memory, &cfg->memory, err, err_size);
+        case OPT_CPUS:
+                if (parse_uint(arg, 1, VM_MAX_CPUS, &n) < 0)
+                        return fail(err, err_size, "--cpus: '%s' is not a number from 1 to %d", arg,
+                                    VM_MAX_CPUS);
+                cfg->nr_cpus = (unsigned)n;
+                return 0;
+        case OPT_NAME:
+                return parse_name(arg, cfg->name, err, err_size);
+        case OPT_SERIAL:
+                return parse_serial(arg, cfg, err, err_size);
+        default:
+                return fail(err, err_size, "unknown option (see tidal --help)");
+        }
+}
+
+static int parse_run(int argc, char **argv, uint64_t host_memory, enum cli_action *action,
+                     struct vm_config *cfg, char *err, size_t err_size)
+{
+        int opt, r;
+
+        optind = 1;
+        opterr = 0;
+        while ((opt = getopt_long(argc, argv, ":h", run_options, NULL)) != -1) {
+                if (opt == 'h') {
+                        *action = CLI_HELP;
+                        return 0;
+                }
+                if (opt == '?')
+                        return fail(err, err_size, "unknown option '%s' (see tidal --help)",
+                                    argv[optind - 1]);
+                if (opt == ':')
+                        return fail(err, err_size, "option '%s' needs a value", argv[optind - 1]);
+                r = parse_run_option(opt, optarg, host_memory, cfg, err, err_size);
+                if (r < 0)
+                        return r;
+        }
+        if (optind < argc)
+                return fail(err, err_size, "unexpected argument '%s'", argv[optind]);
+        if (!cfg->kernel_path)
+                return fail(err, err_size, "--kernel is required");
+        if (!cfg->memory)
+                return fail(err, err_size, "--memory is required");
+        *action = CLI_RUN;
+        return 0;
+}
+
+int cli_parse(int argc, char **argv, uint64_t host_memory, enum cli_action *action,
+              struct vm_config *cfg, char *err, size_t err_size)
+{
+        memset(cfg, 0, sizeof(*cfg));
+        cfg->nr_cpus = 1;
+        cfg->cmdline = DEFAULT_CMDLINE;
+        cfg->serial = SERIAL_STDIO;
+
+        if (argc < 2)
+                return fail(err, err_size, "no command given (see tidal --help)");
+        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+            strcmp(argv[1], "help") == 0) {
+                *action = CLI_HELP;
+                return 0;
+        }
+        if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+                *action = CLI_VERSION;
+                return 0;
+        }
+        if (strcmp(argv[1], "run") != 0)
+                return fail(err, err_size, "unknown command '%s' (see tidal --help)", argv[1]);
+        return parse_run(argc - 1, argv + 1, host_memory, action, cfg, err, err_size);
+}

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* What the user asked for: the VM's configuration as parsed from the command line. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define VM_MIN_MEMORY   (64ULL << 20)
+#define VM_MAX_MEMORY   (1ULL << 40) /* 1 TiB, as Hyper-V */
+#define VM_MEMORY_ALIGN (2ULL << 20) /* virtio-mem block size, so hot-plug lines up later */
+#define VM_MAX_CPUS     255          /* xAPIC IDs in the MADT; 255 is the broadcast ID */
+#define VM_NAME_MAX     64
+
+enum serial_mode {
+        SERIAL_STDIO,
+        SERIAL_FILE,
+        SERIAL_NONE,
+};
+
+struct vm_config {
+        char name[VM_NAME_MAX + 1];
+        const char *kernel_path;
+        const char *initrd_path;
+        const char *cmdline;
+        uint64_t memory;
+        unsigned nr_cpus;
+        enum serial_mode serial;
+        const char *serial_path;
+};

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Transport-independent helpers for virtio devices: what a device calls when the guest broke
+ * the protocol, or when it has something to tell the driver.
+ */
+#include "tidal/virtio-dev.h"
+#include "tidal/log.h"
+
+void virtio_dev_needs_reset(struct virtio_dev *dev, const char *reason)
+{
+        bool was_running = dev->status & VIRTIO_STATUS_DRIVER_OK;
+
+        if (dev->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET)
+                return;
+        dev->status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
+
+        /* A hostile guest could otherwise flood the log with one line per kick. */
+        if (!dev->needs_reset_logged) {
+                dev->needs_reset_logged = true;
+                log_warn("virtio-%s: %s, device needs reset", dev->ops->name, reason);
+        }
+
+        /* 2.1.2: with DRIVER_OK set, NEEDS_RESET comes with a config change notification. */
+        if (was_running)
+                virtio_dev_signal_config(dev);
+}
+
+void virtio_dev_signal_queue(struct virtio_dev *dev, unsigned idx)
+{
+        if (idx >= dev->ops->nr_queues || idx >= VIRTIO_MAX_QUEUES || !dev->transport)
+                return;
+        if (!virtq_needs_interrupt(&dev->queues[idx]))
+                return;
+        dev->transport->signal_queue(dev, idx);
+}
+
+void virtio_dev_signal_config(struct virtio_dev *dev)
+{
+        if (dev->transport)
+                dev->transport->signal_config(dev);
+}

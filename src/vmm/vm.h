@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The life of one guest in one tidal process: load and check the boot files, build the VM,
+ * run it, and on a guest reboot tear it down and build it again in the same process (later,
+ * smart paging hangs off this restart path).
+ */
+#pragma once
+
+#include "vmm/config.h"
+
+/* Exit status of the process: 0 powered off or stopped by a signal, 1 failure, 2 config error. */
+int vmm_run(const struct vm_config *cfg);

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "vmm/cli.h"
+
+#define HOST_MEM (8ULL << 30)
+
+static int parse(enum cli_action *action, struct vm_config *cfg, char *err, ...)
+{
+        char *argv[32];
+        int argc = 0;
+        va_list ap;
+
+        argv[argc++] = "tidal";
+        va_start(ap, err);
+        for (char *a; (a = va_arg(ap, char *));)
+                argv[argc++] = a;
+        va_end(ap);
+        argv[argc] = NULL;
+        return cli_parse(argc, argv, HOST_MEM, action, cfg, err, 256);
+}
+
+#define PARSE(...) parse(&action, &cfg, err, __VA_ARGS__, NULL)
+
+static void full_run_line(void **state)
+{
+        enum cli_action action;
+        struct vm_config cfg;
+        char err[256];
+
+        assert_int_equal(PARSE("run", "--kernel", "/k", "--initrd", "/i", "--cmdline",
+                               "console=ttyS0 quiet", "--memory", "512M", "--cpus", "2", "--name",
+                               "web-1", "--serial", "file:/tmp/log"),
+                         0);
+        assert_int_equal(action, CLI_RUN);
+        assert_string_equal(cfg.kernel_path, "/k");
+        assert_string_equal(cfg.initrd_path, "/i");
+        assert_string_equal(cfg.cmdline, "console=ttyS0 quiet");
+        assert_int_equal(cfg.memory, 512ULL << 20);
+        assert_int_equal(cfg.nr_cpus, 2);
+        assert_string_equal(cfg.name, "web-1");
+        assert_int_equal(cfg.serial, SERIAL_FILE);
+        assert_string_equal(cfg.serial_path, "/tmp/log");
+}
+
+static void defaults(void **state)
+{
+        enum cli_action action;
+        struct vm_config cfg;
+        char err[256];
+
+        assert_int_equal(PARSE("run", "--kernel=/k", "--memory=1G"), 0);
+        assert_int_equal(cfg.nr_cpus, 1);
+        assert_int_equal(cfg.serial, SERIAL_STDIO);
+        assert_string_equal(cfg.cmdline, "console=ttyS0");
+        assert_null(cfg.initrd_path);
+        assert_string_equal(cfg.name, "");
+}
+
+static void help_and_version(void **state)
+{
+        enum cli_action action;
+        struct vm_config cfg;
+        char err[256];
+
+        assert_int_equal(PARSE("--help"), 0);
+        assert_int_equal(action, CLI_HELP);
+        assert_int_equal(PARSE("--version"), 0);
+        assert_int_equal(action, CLI_VERSION);
+        assert_int_equal(PARSE("run", "--help"), 0);
+        assert_int_equal(action, CLI_HELP);
+}
+
+static void expect_error(const char *needle, ...)
+{
+        char *argv[32];
+        int argc = 0;
+        enum cli_action action;
+        struct vm_config cfg;
+        char err[256] = "";
+        va_list ap;
+
+        argv[argc++] = "tidal";
+        va_start(ap, needle);
+        for (char *a; (a = va_arg(ap, char *));)
+                argv[argc++] = a;
+        va_end(ap);
+        argv[argc] = NULL;
+        assert_int_equal(cli_parse(argc, argv, HOST_MEM, &action, &cfg, err, sizeof(err)), -EINVAL);
+        if (!strstr(err, needle))
+                fail_msg("error '%s' does not mention '%s'", err, needle);
+}
+
+static void errors(void **state)
+{
+        expect_error("no command", NULL);
+        expect_error("unknown command 'start'", "start", NULL);
+        expect_error("--kernel is required", "run", "--memory", "1G", NULL);
+        expect_error("--memory is required", "run", "--kernel", "/k", NULL);
+        expect_error("unknown option '--bogus'", "run", "--bogus", NULL);
+        expect_error("needs a value", "run", "--kernel", NULL);
+        expect_error("not a size", "run", "--kernel", "/k", "--memory", "lots", NULL);
+        expect_error("below the minimum", "run", "--kernel", "/k", "--memory", "16M", NULL);
+        expect_error("above the maximum", "run", "--kernel", "/k", "--memory", "2T", NULL);
+        expect_error("more than this host has", "run", "--kernel", "/k", "--memory", "16G", NULL);
+        expect_error("multiple of 2M", "run", "--kernel", "/k", "--memory", "65M", NULL);
+        expect_error("--cpus", "run", "--kernel", "/k", "--memory", "1G", "--cpus", "0", NULL);
+        expect_error("--cpus", "run", "--kernel", "/k", "--memory", "1G", "--cpus", "256", NULL);
+        expect_error("--cpus", "run", "--kernel", "/k", "--memory", "1G", "--cpus", "two", NULL);
+        expect_error("--name", "run", "--kernel", "/k", "--memory", "1G", "--name", "a/b", NULL);
+        expect_error("--name", "run", "--kernel", "/k", "--memory", "1G", "--name", "", NULL);
+        expect_error("--name", "run", "--kernel", "/k", "--memory", "1G", "--name", ".x", NULL);
+        expect_error("--serial", "run", "--kernel", "/k", "--memory", "1G", "--serial", "tcp",
+                     NULL);
+        expect_error("--serial", "run", "--kernel", "/k", "--memory", "1G", "--serial",
+                     "file:", NULL);
+        expect_error("unexpected argument 'extra'", "run", "--kernel", "/k", "--memory", "1G",
+                     "extra", NULL);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(full_run_line),
+                cmocka_unit_test(defaults),
+                cmocka_unit_test(help_and_version),
+                cmocka_unit_test(errors),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
