@@ -1,0 +1,131 @@
+"""Drive a tidal (or QEMU) process and the test guest's init over its serial console.
+
+The guest's /init (guest/init.c) prints one ready line and then answers one command per line,
+ending each answer with "OK <cmd>" or "ERR <cmd>: <reason>".
+"""
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+READY_RE = re.compile(r"TIDAL-GUEST-READY cpus=(\d+) memtotal_kb=(\d+) uptime_ms=(\d+)")
+
+
+class GuestError(AssertionError):
+    pass
+
+
+class Guest:
+    def __init__(self, argv, log_path, env=None):
+        self.argv = argv
+        self.log = open(log_path, "ab", buffering=0)
+        self.log.write(("\n$ " + " ".join(argv) + "\n").encode())
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env)
+        self.out = b""
+        self.err = b""
+        self.pos = 0  # how far wait_for() has consumed self.out
+        self.cond = threading.Condition()
+        self.threads = [threading.Thread(target=self._pump, args=(self.proc.stdout, "out"),
+                                         daemon=True),
+                        threading.Thread(target=self._pump, args=(self.proc.stderr, "err"),
+                                         daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _pump(self, stream, which):
+        while True:
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                break
+            self.log.write(chunk)
+            with self.cond:
+                if which == "out":
+                    self.out += chunk
+                else:
+                    self.err += chunk
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def text(self):
+        return self.out.decode(errors="replace")
+
+    def stderr(self):
+        with self.cond:
+            return self.err.decode(errors="replace")
+
+    def wait_for(self, pattern, timeout):
+        """Waits for a regex in console output after what was consumed; returns the match."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                m = rx.search(self.out.decode(errors="replace"), self.pos)
+                if m:
+                    self.pos = m.end()
+                    return m
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._pumps_alive()):
+                    raise GuestError("timed out after %ss waiting for %r; exit=%s; tail:\n%s\n"
+                                     "stderr:\n%s" % (timeout, pattern, self.proc.poll(),
+                                                      self.out[-3000:].decode(errors="replace"),
+                                                      self.err[-2000:].decode(errors="replace")))
+                self.cond.wait(min(left, 0.5))
+
+    def _pumps_alive(self):
+        return any(t.is_alive() for t in self.threads)
+
+    def wait_ready(self, timeout=240):
+        m = self.wait_for(READY_RE.pattern, timeout)
+        return {"cpus": int(m.group(1)), "memtotal_kb": int(m.group(2)),
+                "uptime_ms": int(m.group(3)), "seconds": time.monotonic() - self.started}
+
+    def send(self, line):
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+
+    def cmd(self, line, timeout=120):
+        """Runs a guest command; returns its output lines (without the OK line)."""
+        name = line.split()[0]
+        start = self.pos
+        self.send(line)
+        m = self.wait_for(r"(?m)^(OK %s.*|ERR %s.*)\r?$" % (re.escape(name), re.escape(name)),
+                          timeout)
+        if m.group(1).startswith("ERR"):
+            raise GuestError("guest command %r failed: %s" % (line, m.group(1)))
+        body = self.text()[start:m.start()]
+        return [l.rstrip("\r") for l in body.splitlines() if l.strip()]
+
+    def meminfo(self):
+        out = {}
+        for l in self.cmd("meminfo"):
+            m = re.match(r"(\w+):\s+(\d+)", l)
+            if m:
+                out[m.group(1)] = int(m.group(2))
+        return out
+
+    def wait_exit(self, timeout=120):
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise GuestError("process did not exit within %ss; tail:\n%s" %
+                             (timeout, self.out[-2000:].decode(errors="replace")))
+        for t in self.threads:
+            t.join(5)
+        return rc
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        self.log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""End-to-end tests of tidal on real KVM.
+
+Where /dev/kvm exists they run directly. Where it does not (these development and CI machines),
+this script re-runs itself inside the nested rig (tests/rig/run): an L1 Linux under QEMU/TCG
+with an emulated SVM CPU, where kvm-amd gives a real /dev/kvm for the L2 guests.
+"""
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from guest import Guest, GuestError  # noqa: E402
+import suites  # noqa: E402
+
+
+def prepare_guest(build_dir):
+    """Fetches Debian's kernel and builds the test initramfs; returns (kernel, initrd)."""
+    cache = subprocess.run([os.path.join(SRC, "scripts", "fetch-kernel.sh")], check=True,
+                           stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
+    initrd = os.path.join(build_dir, "guest", "guest.cpio.gz")
+    os.makedirs(os.path.dirname(initrd), exist_ok=True)
+    subprocess.run([os.path.join(SRC, "guest", "build-initramfs.sh"), initrd, cache], check=True,
+                   stdout=sys.stderr)
+    return os.path.join(cache, "kernel", "vmlinuz"), initrd
+
+
+def run_tests(ctx, names):
+    passed, failed = 0, []
+    for name in names:
+        fn = suites.ALL[name]
+        t0 = time.monotonic()
+        print("RUN  %s" % name, flush=True)
+        try:
+            fn(ctx)
+        except Exception as e:  # a failing test must not stop the others
+            failed.append(name)
+            print("FAIL %s (%.1fs): %s" % (name, time.monotonic() - t0, e), flush=True)
+            traceback.print_exc(file=sys.stdout)
+            continue
+        passed += 1
+        print("PASS %s (%.1fs)" % (name, time.monotonic() - t0), flush=True)
+    print("e2e: %d passed, %d failed" % (passed, len(failed)), flush=True)
+    return 1 if failed else 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tidal", required=True)
+    ap.add_argument("--build-dir", required=True)
+    ap.add_argument("--suite", default="boot")
+    ap.add_argument("--only", action="append", default=[])
+    ap.add_argument("--inside", action="store_true", help="already inside the rig (internal)")
+    ap.add_argument("--kernel")
+    ap.add_argument("--initrd")
+    ap.add_argument("--rig-mem", default="4096")
+    ap.add_argument("--timeout", default="1500")
+    args = ap.parse_args()
+
+    tidal = os.path.abspath(args.tidal)
+    build_dir = os.path.abspath(args.build_dir)
+    names = args.only or suites.SUITES[args.suite]
+    log_dir = os.path.join(build_dir, "e2e-logs", args.suite)
+    os.makedirs(log_dir, exist_ok=True)
+
+    if not args.inside:
+        kernel, initrd = prepare_guest(build_dir)
+        ctx = suites.Context(tidal, kernel, initrd, log_dir, in_rig=False)
+        # Host-side checks that need no KVM at all.
+        host_rc = run_tests(ctx, suites.HOST_SUITES.get(args.suite, []))
+        if os.path.exists("/dev/kvm") and os.environ.get("TIDAL_RIG") != "force":
+            return run_tests(ctx, names) or host_rc
+        argv = [os.path.join(SRC, "tests", "rig", "run"), "--mem", args.rig_mem,
+                "--timeout", args.timeout, "--log", os.path.join(log_dir, "rig-console.log"),
+                "--share", build_dir, "--",
+                sys.executable, os.path.abspath(__file__), "--inside", "--tidal", tidal,
+                "--build-dir", build_dir, "--suite", args.suite,
+                "--kernel", kernel, "--initrd", initrd]
+        for n in args.only:
+            argv += ["--only", n]
+        print("no usable /dev/kvm here: running the %s suite inside the nested rig" % args.suite,
+              flush=True)
+        rc = subprocess.call(argv)
+        return rc or host_rc
+
+    ctx = suites.Context(tidal, args.kernel, args.initrd, log_dir, in_rig=True)
+    return run_tests(ctx, names)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
