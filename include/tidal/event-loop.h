@@ -30,7 +30,10 @@ int event_source_set_period(struct event_source *src, uint64_t period_ns);
 /* Stops watching and frees the source (memory reclaimed after the loop's current round). */
 void event_source_free(struct event_source *src);
 
-/* Runs until event_loop_quit(); returns 0 or a negative errno on a loop failure. */
+/*
+ * Runs until event_loop_quit(); returns 0 or a negative errno on a loop failure. May be run
+ * again afterwards.
+ */
 int event_loop_run(struct event_loop *loop);
 
 /* Thread-safe; wakes the loop. */

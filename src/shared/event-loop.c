@@ -220,6 +220,8 @@ int event_loop_run(struct event_loop *loop)
                 }
                 reap_dead(loop);
         }
+        /* Consumed: the loop can be run again (tidal runs it once per guest boot). */
+        __atomic_store_n(&loop->quit, false, __ATOMIC_RELEASE);
         return 0;
 }
 

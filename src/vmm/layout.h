@@ -20,6 +20,9 @@
 #define LAYOUT_ACPI_ADDR 0x000e0000ULL
 #define LAYOUT_ACPI_SIZE 0x00020000ULL
 
+/* Where a CPU starts after reset (f000:fff0): Linux jumps here for its "BIOS" reboot. */
+#define LAYOUT_RESET_VECTOR 0x000ffff0ULL
+
 #define LAYOUT_HIGH_MEM_START 0x00100000ULL /* 1 MiB: kernel load address */
 
 /* 32-bit PCI hole: RAM stops here and resumes at 4 GiB. */

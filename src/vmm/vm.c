@@ -82,6 +82,7 @@ static void vmm_request(struct vmm *vmm, enum vm_request req)
         if (!__atomic_compare_exchange_n(&vmm->request, &none, req, false, __ATOMIC_ACQ_REL,
                                          __ATOMIC_ACQUIRE))
                 return;
+        log_debug("stop requested (%d)", req);
         if (write(vmm->request_fd, &one, sizeof(one)) < 0)
                 log_warn_errno(-errno, "cannot wake the main loop");
 }
@@ -278,8 +279,10 @@ static int vm_build(struct vm *vm)
 
 static void vm_teardown(struct vm *vm)
 {
+        log_debug("tearing the VM down");
         for (unsigned i = 0; i < vm->nr_vcpus; i++)
                 vcpu_stop(&vm->vcpus[i]);
+        log_debug("vCPUs stopped");
         if (vm->pci_up)
                 pci_bus_destroy(&vm->pci);
         /* The transport is gone with the bus; the device itself is ours. */

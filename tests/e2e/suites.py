@@ -7,7 +7,7 @@ import time
 
 from guest import Guest, GuestError
 
-GUEST_CMDLINE = "console=ttyS0 quiet"
+GUEST_CMDLINE = os.environ.get("TIDAL_E2E_CMDLINE", "console=ttyS0 quiet")
 
 
 class Context:

@@ -228,6 +228,9 @@ static void load_writes_everything(void **state)
         gdt = guest_mem_ptr(&gm, LAYOUT_GDT_ADDR, 32);
         assert_int_equal(gdt[BOOT_CS_SELECTOR / 8], BOOT_GDT_CODE64);
         assert_int_equal(gdt[BOOT_DS_SELECTOR / 8], BOOT_GDT_DATA);
+        /* The reset vector writes the ACPI reset register: "mov dx, 0x602; mov al, 1; out". */
+        const uint8_t reset_stub[] = { 0xba, 0x02, 0x06, 0xb0, 0x01, 0xee };
+        assert_memory_equal(guest_mem_ptr(&gm, LAYOUT_RESET_VECTOR, 6), reset_stub, 6);
         guest_mem_release(&gm);
         free(data);
 }

@@ -80,6 +80,10 @@ static void quit_from_other_thread(void **state)
         pthread_create(&t, NULL, quit_later, loop);
         assert_int_equal(event_loop_run(loop), 0);
         pthread_join(t, NULL);
+        /* A second run waits for a second quit rather than returning at once. */
+        pthread_create(&t, NULL, quit_later, loop);
+        assert_int_equal(event_loop_run(loop), 0);
+        pthread_join(t, NULL);
         event_loop_free(loop);
 }
 

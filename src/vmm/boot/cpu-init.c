@@ -46,11 +46,40 @@ static int write_gdt(struct guest_mem *gm)
         return 0;
 }
 
+/*
+ * With hardware-reduced ACPI and no EFI, Linux reboots "through the BIOS": it drops to real mode
+ * and jumps to the reset vector. There is no BIOS, so tidal puts three instructions there that
+ * write the ACPI reset register, which tidal turns into a reboot:
+ *   mov dx, LAYOUT_PORT_ACPI_RESET; mov al, LAYOUT_ACPI_RESET_VALUE; out dx, al; hlt; jmp $-1
+ */
+static int write_reset_vector(struct guest_mem *gm)
+{
+        const uint8_t stub[] = {
+                0xba,
+                LAYOUT_PORT_ACPI_RESET & 0xff,
+                LAYOUT_PORT_ACPI_RESET >> 8,
+                0xb0,
+                LAYOUT_ACPI_RESET_VALUE,
+                0xee,
+                0xf4,
+                0xeb,
+                0xfd,
+        };
+        uint8_t *dst = guest_mem_ptr(gm, LAYOUT_RESET_VECTOR, sizeof(stub));
+
+        if (!dst)
+                return -ENOSPC;
+        memcpy(dst, stub, sizeof(stub));
+        return 0;
+}
+
 int boot_write_cpu_tables(struct guest_mem *gm)
 {
         int r = write_page_tables(gm);
 
-        if (r < 0)
-                return r;
-        return write_gdt(gm);
+        if (r >= 0)
+                r = write_gdt(gm);
+        if (r >= 0)
+                r = write_reset_vector(gm);
+        return r;
 }

@@ -259,6 +259,25 @@ int vcpu_start(struct vcpu *v)
         return 0;
 }
 
+/* Where the guest was when it stopped: the first thing to know about a hung guest. */
+static void vcpu_log_state(struct vcpu *v)
+{
+        struct kvm_regs regs;
+        struct kvm_sregs sregs;
+        struct kvm_mp_state mp = { .mp_state = UINT32_MAX };
+
+        if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0) {
+                log_debug("vCPU %u: cannot read registers: %m", v->id);
+                return;
+        }
+        (void)ioctl(v->fd, KVM_GET_MP_STATE, &mp);
+        log_debug("vCPU %u stopped at rip=0x%llx cs=0x%x cr0=0x%llx efer=0x%llx rflags=0x%llx "
+                  "mp_state=%u",
+                  v->id, (unsigned long long)regs.rip, sregs.cs.selector,
+                  (unsigned long long)sregs.cr0, (unsigned long long)sregs.efer,
+                  (unsigned long long)regs.rflags, mp.mp_state);
+}
+
 void vcpu_stop(struct vcpu *v)
 {
         if (!v->thread_started)
@@ -269,6 +288,8 @@ void vcpu_stop(struct vcpu *v)
         pthread_kill(v->thread, VCPU_KICK_SIGNAL);
         pthread_join(v->thread, NULL);
         v->thread_started = false;
+        if (log_get_level() >= LOG_LEVEL_DEBUG)
+                vcpu_log_state(v);
 }
 
 void vcpu_destroy(struct vcpu *v)
