@@ -42,9 +42,10 @@ enum vm_request {
 /* What outlives a guest reboot: configuration, boot files, console, event loop. */
 struct vmm {
         const struct vm_config *cfg;
+        /* Valid only while the kernel file is mapped (boot_files_map). */
         struct bzimage kernel;
         struct boot_file kernel_file;
-        struct boot_file initrd;
+        struct boot_file initrd; /* fd -1 when there is none */
         struct event_loop *loop;
         int request_fd; /* eventfd: a vCPU or device asked the VM to stop */
         int request;    /* enum vm_request, first one wins */
@@ -168,6 +169,31 @@ static int setup_pci(struct vm *vm)
         return 0;
 }
 
+static void boot_files_unmap(struct vmm *vmm)
+{
+        boot_file_unmap(&vmm->kernel_file);
+        boot_file_unmap(&vmm->initrd);
+}
+
+/* Maps the boot files again (for a boot after the first) and re-checks the kernel. */
+static int boot_files_map(struct vmm *vmm)
+{
+        const char *why = NULL;
+        int r;
+
+        r = boot_file_map(&vmm->kernel_file);
+        if (r >= 0 && vmm->initrd.fd >= 0)
+                r = boot_file_map(&vmm->initrd);
+        if (r < 0)
+                return log_errno(r, "cannot map the kernel or initrd");
+        r = bzimage_parse(vmm->kernel_file.data, vmm->kernel_file.size, &vmm->kernel, &why);
+        if (r < 0)
+                return log_error("kernel '%s' changed and is no longer valid: %s",
+                                 vmm->cfg->kernel_path, why),
+                       r;
+        return 0;
+}
+
 static int load_guest(struct vm *vm)
 {
         const struct vm_config *cfg = vm->vmm->cfg;
@@ -188,7 +214,11 @@ static int load_guest(struct vm *vm)
         r = acpi_build_tables(acpi_area, LAYOUT_ACPI_SIZE, LAYOUT_ACPI_ADDR, &acpi, &spec.rsdp_gpa);
         if (r < 0)
                 return log_errno(r, "cannot build the ACPI tables");
+        r = boot_files_map(vm->vmm);
+        if (r < 0)
+                return r;
         r = boot_load(&vm->mem, &spec, &layout, &why);
+        boot_files_unmap(vm->vmm);
         if (r < 0) {
                 vm->config_error = r == -ENOSPC || r == -E2BIG;
                 return log_errno(r, "cannot load the kernel: %s", why);
@@ -354,7 +384,7 @@ static int load_boot_files(struct vmm *vmm)
         const char *why = NULL;
         int r;
 
-        r = boot_file_read(cfg->kernel_path, KERNEL_MAX_SIZE, &vmm->kernel_file);
+        r = boot_file_open(cfg->kernel_path, KERNEL_MAX_SIZE, &vmm->kernel_file);
         if (r < 0)
                 return log_errno(r, "cannot read kernel '%s'", cfg->kernel_path);
         r = bzimage_parse(vmm->kernel_file.data, vmm->kernel_file.size, &vmm->kernel, &why);
@@ -365,13 +395,13 @@ static int load_boot_files(struct vmm *vmm)
                                  strlen(cfg->cmdline), bzimage_cmdline_max(&vmm->kernel)),
                        -E2BIG;
         if (cfg->initrd_path) {
-                r = boot_file_read(cfg->initrd_path, INITRD_MAX_SIZE, &vmm->initrd);
+                r = boot_file_open(cfg->initrd_path, INITRD_MAX_SIZE, &vmm->initrd);
                 if (r < 0)
                         return log_errno(r, "cannot read initrd '%s'", cfg->initrd_path);
-                if (vmm->initrd.size == 0)
-                        return log_error("initrd '%s' is empty", cfg->initrd_path), -EINVAL;
         }
-        return check_boot_fits(vmm);
+        r = check_boot_fits(vmm);
+        boot_files_unmap(vmm);
+        return r;
 }
 
 /* Raw mode on an interactive console so the guest sees every key; Ctrl-C still stops tidal. */
@@ -459,8 +489,8 @@ static void vmm_release(struct vmm *vmm)
         if (vmm->request_fd >= 0)
                 close(vmm->request_fd);
         event_loop_free(vmm->loop);
-        boot_file_release(&vmm->kernel_file);
-        boot_file_release(&vmm->initrd);
+        boot_file_close(&vmm->kernel_file);
+        boot_file_close(&vmm->initrd);
 }
 
 static int run_until_stopped(struct vmm *vmm)

@@ -88,6 +88,11 @@ def main():
         print("no usable /dev/kvm here: running the %s suite inside the nested rig" % args.suite,
               flush=True)
         rc = subprocess.call(argv)
+        # The rig shows its whole console only on failure; always show the test results.
+        with open(os.path.join(log_dir, "rig-console.log"), errors="replace") as f:
+            for line in f:
+                if line.startswith(("RUN ", "PASS ", "FAIL ", "e2e: ")):
+                    print(line.rstrip(), flush=True)
         return rc or host_rc
 
     ctx = suites.Context(tidal, args.kernel, args.initrd, log_dir, in_rig=True)

@@ -229,7 +229,7 @@ static void load_writes_everything(void **state)
         assert_int_equal(gdt[BOOT_CS_SELECTOR / 8], BOOT_GDT_CODE64);
         assert_int_equal(gdt[BOOT_DS_SELECTOR / 8], BOOT_GDT_DATA);
         /* The reset vector writes the ACPI reset register: "mov dx, 0x602; mov al, 1; out". */
-        const uint8_t reset_stub[] = { 0xba, 0x02, 0x06, 0xb0, 0x01, 0xee };
+        const uint8_t reset_stub[] = {0xba, 0x02, 0x06, 0xb0, 0x01, 0xee};
         assert_memory_equal(guest_mem_ptr(&gm, LAYOUT_RESET_VECTOR, 6), reset_stub, 6);
         guest_mem_release(&gm);
         free(data);
@@ -256,6 +256,22 @@ static void load_rejects_long_cmdline(void **state)
 }
 
 /* The real thing, when the test run has Debian's kernel at hand (tests/run sets it). */
+static void file_open_errors(void **state)
+{
+        struct boot_file f;
+
+        assert_int_equal(boot_file_open("/nonexistent", 1024, &f), -ENOENT);
+        assert_int_equal(f.fd, -1);
+        assert_int_equal(boot_file_open("/tmp", 1024, &f), -EINVAL);
+        assert_int_equal(boot_file_open("/dev/null", 1024, &f), -EINVAL);
+        assert_int_equal(boot_file_open("/proc/self/exe", 16, &f), -EFBIG);
+        assert_int_equal(boot_file_open("/proc/self/exe", 64 * MB, &f), 0);
+        assert_non_null(f.data);
+        assert_int_equal(f.data[0], 0x7f); /* ELF */
+        boot_file_close(&f);
+        assert_null(f.data);
+}
+
 static void parse_debian_kernel(void **state)
 {
         const char *path = getenv("TIDAL_TEST_KERNEL");
@@ -265,11 +281,15 @@ static void parse_debian_kernel(void **state)
 
         if (!path)
                 skip();
-        assert_int_equal(boot_file_read(path, 512 * MB, &f), 0);
+        assert_int_equal(boot_file_open(path, 512 * MB, &f), 0);
         assert_int_equal(bzimage_parse(f.data, f.size, &img, &why), 0);
         assert_true(img.hdr.version >= 0x020f);
         assert_true(img.hdr.init_size > img.kernel_size);
-        boot_file_release(&f);
+        boot_file_unmap(&f);
+        assert_null(f.data);
+        assert_int_equal(boot_file_map(&f), 0);
+        assert_int_equal(bzimage_parse(f.data, f.size, &img, &why), 0);
+        boot_file_close(&f);
 }
 
 int main(void)
@@ -281,6 +301,7 @@ int main(void)
                 cmocka_unit_test(plan_places_initrd_high),
                 cmocka_unit_test(load_writes_everything),
                 cmocka_unit_test(load_rejects_long_cmdline),
+                cmocka_unit_test(file_open_errors),
                 cmocka_unit_test(parse_debian_kernel),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

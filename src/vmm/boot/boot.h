@@ -32,13 +32,21 @@ int bzimage_parse(const uint8_t *data, size_t size, struct bzimage *img, const c
 /* Longest command line the kernel accepts, without the terminating NUL. */
 size_t bzimage_cmdline_max(const struct bzimage *img);
 
-/* A file read whole into memory (kernel, initrd). */
+/*
+ * A kernel or initrd. The file stays open for the life of the VMM (so a reboot boots the same
+ * inode even if the path is replaced) but is mapped only while it is being copied into guest
+ * RAM, so it does not sit in tidal's RSS while the guest runs.
+ */
 struct boot_file {
-        uint8_t *data;
+        int fd;
         size_t size;
+        uint8_t *data; /* the mapping, or NULL while unmapped */
 };
-int boot_file_read(const char *path, size_t max_size, struct boot_file *f);
-void boot_file_release(struct boot_file *f);
+/* Opens and maps a regular, non-empty file of at most max_size bytes. 0 or -errno. */
+int boot_file_open(const char *path, size_t max_size, struct boot_file *f);
+int boot_file_map(struct boot_file *f);
+void boot_file_unmap(struct boot_file *f);
+void boot_file_close(struct boot_file *f);
 
 /* The guest-physical RAM map as Linux is told about it (e820). */
 #define BOOT_E820_MAX 8

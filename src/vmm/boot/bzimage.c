@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,44 +59,58 @@ int bzimage_parse(const uint8_t *data, size_t size, struct bzimage *img, const c
         return 0;
 }
 
-int boot_file_read(const char *path, size_t max_size, struct boot_file *f)
+int boot_file_open(const char *path, size_t max_size, struct boot_file *f)
 {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        _cleanup_free_ uint8_t *buf = NULL;
         struct stat st;
-        size_t done = 0;
+        int r;
 
         memset(f, 0, sizeof(*f));
+        f->fd = -1;
         if (fd < 0)
                 return -errno;
         if (fstat(fd, &st) < 0)
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return -EINVAL;
+        if (st.st_size == 0)
+                return -ENODATA;
         if ((uint64_t)st.st_size > max_size)
                 return -EFBIG;
-        buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-        if (!buf)
-                return -ENOMEM;
-        while (done < (size_t)st.st_size) {
-                ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                if (n == 0)
-                        return -EIO; /* file shrank under us */
-                done += (size_t)n;
-        }
-        f->data = TAKE_PTR(buf);
-        f->size = done;
+        f->fd = TAKE_FD(fd);
+        f->size = (size_t)st.st_size;
+        r = boot_file_map(f);
+        if (r < 0)
+                boot_file_close(f);
+        return r;
+}
+
+int boot_file_map(struct boot_file *f)
+{
+        void *p;
+
+        if (f->data)
+                return 0;
+        p = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, f->fd, 0);
+        if (p == MAP_FAILED)
+                return -errno;
+        f->data = p;
         return 0;
 }
 
-void boot_file_release(struct boot_file *f)
+void boot_file_unmap(struct boot_file *f)
 {
-        free(f->data);
+        if (f->data)
+                munmap(f->data, f->size);
         f->data = NULL;
+}
+
+void boot_file_close(struct boot_file *f)
+{
+        boot_file_unmap(f);
+        if (f->fd >= 0)
+                close(f->fd);
+        f->fd = -1;
         f->size = 0;
 }
 
