@@ -1,0 +1,72 @@
+"""Shared pieces of tidal's benchmarks: the guest, the peers' command lines, RSS accounting,
+and running inside the nested rig where /dev/kvm is missing."""
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
+
+from guest import Guest, prepare_guest  # noqa: E402,F401
+
+CMDLINE = "console=ttyS0 quiet"
+
+
+def in_rig_or_direct(argv_inside, build_dir, log, timeout=3600, mem=4096):
+    """Returns None when KVM is usable here; otherwise runs argv_inside in the rig."""
+    if os.path.exists("/dev/kvm") and os.environ.get("TIDAL_RIG") != "force":
+        return None
+    argv = [os.path.join(SRC, "tests", "rig", "run"), "--mem", str(mem), "--timeout",
+            str(timeout), "--log", log, "--share", build_dir, "--"] + argv_inside
+    print("no usable /dev/kvm here: benchmarking inside the nested rig", file=sys.stderr)
+    rc = subprocess.call(argv)
+    with open(log, errors="replace") as f:
+        for line in f:
+            if line.startswith("BENCH"):
+                print(line[len("BENCH "):].rstrip())
+    return rc
+
+
+def tidal_argv(tidal, kernel, initrd, mem_mib, cpus, extra=()):
+    return [tidal, "run", "--kernel", kernel, "--initrd", initrd, "--cmdline", CMDLINE,
+            "--memory", "%dM" % mem_mib, "--cpus", str(cpus)] + list(extra)
+
+
+def qemu_argv(machine, kernel, initrd, mem_mib, cpus, devices=()):
+    argv = ["qemu-system-x86_64", "-accel", "kvm", "-M", machine, "-cpu", "host",
+            "-m", str(mem_mib), "-smp", str(cpus), "-display", "none", "-nodefaults",
+            "-no-user-config", "-serial", "stdio", "-kernel", kernel, "-initrd", initrd,
+            "-append", CMDLINE]
+    for d in devices:
+        argv += ["-device", d]
+    return argv
+
+
+def rss_split_kib(pid, guest_mib):
+    """(total RSS, RSS of the guest-RAM mappings) in KiB, from /proc/PID/smaps.
+
+    Guest RAM is whatever mapping is at least 90% of the guest's size: tidal's memfd, QEMU's
+    pc.ram. The rest is the VMM's own overhead."""
+    total = guest = 0
+    size = rss = 0
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            if line.startswith("Size:"):
+                size = int(line.split()[1])
+            elif line.startswith("Rss:"):
+                rss = int(line.split()[1])
+                total += rss
+                if size >= guest_mib * 1024 * 9 // 10:
+                    guest += rss
+    return total, guest
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def emit(line):
+    """A result line: printed, and marked so the host side can pick it out of the rig log."""
+    print("BENCH " + line, flush=True)
