@@ -19,6 +19,8 @@ enum {
         OPT_CPUS,
         OPT_NAME,
         OPT_SERIAL,
+        OPT_API_SOCKET,
+        OPT_BALLOON,
 };
 
 static const struct option run_options[] = {
@@ -29,6 +31,8 @@ static const struct option run_options[] = {
         {"cpus", required_argument, NULL, OPT_CPUS},
         {"name", required_argument, NULL, OPT_NAME},
         {"serial", required_argument, NULL, OPT_SERIAL},
+        {"api-socket", required_argument, NULL, OPT_API_SOCKET},
+        {"balloon", required_argument, NULL, OPT_BALLOON},
         {"help", no_argument, NULL, 'h'},
         {},
 };
@@ -49,6 +53,11 @@ void cli_print_help(FILE *f)
               "  --cpus N             number of vCPUs, 1-255 (default: 1)\n"
               "  --name NAME          VM name for logs and sockets (default: tidal-PID)\n"
               "  --serial MODE        console: stdio (default), file:PATH or none\n"
+              "  --api-socket PATH    control socket (default: $XDG_RUNTIME_DIR/tidal/NAME.sock,\n"
+              "                       /run/tidal/NAME.sock for root); \"none\" for no socket\n"
+              "  --balloon LIST       virtio-balloon: on (default) or off, and\n"
+              "                       deflate-on-oom=on|off, free-page-reporting=on|off,\n"
+              "                       stats-period=SECONDS (default 1; 0 = off)\n"
               "  -h, --help           show this help\n"
               "\n"
               "Exit status: 0 when the guest powers off or tidal is stopped by SIGTERM/SIGINT,\n"
@@ -123,6 +132,60 @@ static int parse_serial(const char *arg, struct vm_config *cfg, char *err, size_
         return 0;
 }
 
+static int parse_on_off(const char *v, bool *ret)
+{
+        if (strcmp(v, "on") == 0)
+                *ret = true;
+        else if (strcmp(v, "off") == 0)
+                *ret = false;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+static int parse_balloon_item(const char *item, struct vm_config *cfg, char *err, size_t err_size)
+{
+        const char *eq = strchr(item, '=');
+        uint64_t n;
+
+        if (!eq) {
+                if (parse_on_off(item, &cfg->balloon.enabled) < 0)
+                        return fail(err, err_size, "--balloon: '%s' is not on or off", item);
+                return 0;
+        }
+        if (strncmp(item, "deflate-on-oom=", 15) == 0 &&
+            parse_on_off(eq + 1, &cfg->balloon.deflate_on_oom) == 0)
+                return 0;
+        if (strncmp(item, "free-page-reporting=", 20) == 0 &&
+            parse_on_off(eq + 1, &cfg->balloon.free_page_reporting) == 0)
+                return 0;
+        if (strncmp(item, "stats-period=", 13) == 0) {
+                if (parse_uint(eq + 1, 0, 3600, &n) < 0)
+                        return fail(err, err_size,
+                                    "--balloon: stats-period must be 0-3600 seconds, not '%s'",
+                                    eq + 1);
+                cfg->balloon.stats_period_s = (uint32_t)n;
+                return 0;
+        }
+        return fail(err, err_size, "--balloon: unknown or invalid setting '%s'", item);
+}
+
+static int parse_balloon(const char *arg, struct vm_config *cfg, char *err, size_t err_size)
+{
+        char buf[256], *save = NULL;
+        int r;
+
+        if (strlen(arg) >= sizeof(buf) || arg[0] == '\0')
+                return fail(err, err_size, "--balloon: invalid value");
+        strcpy(buf, arg);
+        for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+                r = parse_balloon_item(item, cfg, err, err_size);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int parse_run_option(int opt, const char *arg, uint64_t host_memory, struct vm_config *cfg,
                             char *err, size_t err_size)
 {
@@ -150,6 +213,13 @@ static int parse_run_option(int opt, const char *arg, uint64_t host_memory, stru
                 return parse_name(arg, cfg->name, err, err_size);
         case OPT_SERIAL:
                 return parse_serial(arg, cfg, err, err_size);
+        case OPT_API_SOCKET:
+                if (arg[0] == '\0')
+                        return fail(err, err_size, "--api-socket: empty path");
+                cfg->api_socket = arg;
+                return 0;
+        case OPT_BALLOON:
+                return parse_balloon(arg, cfg, err, err_size);
         default:
                 return fail(err, err_size, "unknown option (see tidal --help)");
         }
@@ -193,6 +263,10 @@ int cli_parse(int argc, char **argv, uint64_t host_memory, enum cli_action *acti
         cfg->nr_cpus = 1;
         cfg->cmdline = DEFAULT_CMDLINE;
         cfg->serial = SERIAL_STDIO;
+        cfg->balloon.enabled = true;
+        cfg->balloon.deflate_on_oom = true;
+        cfg->balloon.free_page_reporting = true;
+        cfg->balloon.stats_period_s = 1;
 
         if (argc < 2)
                 return fail(err, err_size, "no command given (see tidal --help)");

@@ -26,4 +26,11 @@ struct vm_config {
         unsigned nr_cpus;
         enum serial_mode serial;
         const char *serial_path;
+        const char *api_socket; /* NULL: the default path for the name; "none": no socket */
+        struct {
+                bool enabled;
+                bool deflate_on_oom;
+                bool free_page_reporting;
+                uint32_t stats_period_s;
+        } balloon;
 };

@@ -14,6 +14,7 @@
 #include "tidal/event-loop.h"
 #include "tidal/log.h"
 #include "tidal/macro.h"
+#include "virtio-balloon/balloon.h"
 #include "vmm/acpi/tables.h"
 #include "vmm/boot/boot.h"
 #include "vmm/bus.h"
@@ -26,56 +27,13 @@
 #include "vmm/pci/pci.h"
 #include "vmm/virtio/pci-modern.h"
 #include "vmm/virtio/rng.h"
+#include "vmm/vm-internal.h"
 #include "vmm/vm.h"
 
 #define KERNEL_MAX_SIZE (512ULL << 20)
 #define INITRD_MAX_SIZE (2ULL << 30)
 
-enum vm_request {
-        VM_REQUEST_NONE,
-        VM_REQUEST_POWEROFF,
-        VM_REQUEST_RESET,
-        VM_REQUEST_SIGNAL,
-        VM_REQUEST_FAILED,
-};
-
-/* What outlives a guest reboot: configuration, boot files, console, event loop. */
-struct vmm {
-        const struct vm_config *cfg;
-        /* Valid only while the kernel file is mapped (boot_files_map). */
-        struct bzimage kernel;
-        struct boot_file kernel_file;
-        struct boot_file initrd; /* fd -1 when there is none */
-        struct event_loop *loop;
-        int request_fd; /* eventfd: a vCPU or device asked the VM to stop */
-        int request;    /* enum vm_request, first one wins */
-        int signal_fd;
-        int signal_no;
-        int console_in, console_out;
-        struct termios saved_tty;
-        bool tty_raw;
-};
-
-/* One boot of the guest. */
-struct vm {
-        struct vmm *vmm;
-        struct guest_mem mem;
-        struct kvm_vm kvm;
-        bool kvm_open;
-        struct bus pio, mmio;
-        struct serial serial;
-        bool serial_up;
-        struct power power;
-        struct pci_bus pci;
-        bool pci_up;
-        struct virtio_dev *rng;
-        struct vcpu_env vcpu_env;
-        struct vcpu *vcpus;
-        unsigned nr_vcpus;
-        bool config_error; /* the build failed because of what the user asked for */
-};
-
-static void vmm_request(struct vmm *vmm, enum vm_request req)
+void vmm_request(struct vmm *vmm, enum vm_request req)
 {
         int none = VM_REQUEST_NONE;
         uint64_t one = 1;
@@ -113,10 +71,17 @@ static void on_vcpu_event(void *opaque, unsigned vcpu_id, enum vcpu_event event)
 {
         struct vm *vm = opaque;
 
-        if (event == VCPU_EVENT_RESET)
+        switch (event) {
+        case VCPU_EVENT_RESET:
                 vmm_request(vm->vmm, VM_REQUEST_RESET);
-        else
+                break;
+        case VCPU_EVENT_POWEROFF:
+                vmm_request(vm->vmm, VM_REQUEST_POWEROFF);
+                break;
+        default:
                 vmm_request(vm->vmm, VM_REQUEST_FAILED);
+                break;
+        }
 }
 
 static void on_power_event(void *opaque, enum power_event event)
@@ -152,6 +117,32 @@ static int setup_legacy_devices(struct vm *vm)
         return 0;
 }
 
+/* The balloon's target and stats period are the VMM's: a rebuilt device gets them back. */
+static int setup_balloon(struct vm *vm)
+{
+        const struct vm_config *cfg = vm->vmm->cfg;
+        struct balloon_options opts = {
+                .deflate_on_oom = cfg->balloon.deflate_on_oom,
+                .free_page_reporting = cfg->balloon.free_page_reporting,
+                .stats_period_s = vm->vmm->stats_period_s,
+        };
+        int r;
+
+        if (!cfg->balloon.enabled)
+                return 0;
+        r = balloon_new(&opts, &vm->mem, &vm->balloon);
+        if (r < 0)
+                return log_errno(r, "cannot create the virtio-balloon device");
+        r = balloon_set_target(vm->balloon, vm->vmm->balloon_target);
+        if (r < 0)
+                return log_errno(r, "cannot restore the balloon target");
+        r = virtio_pci_create(&vm->pci, &vm->kvm, vm->vmm->loop, &vm->mem,
+                              balloon_virtio_dev(vm->balloon), NULL);
+        if (r < 0)
+                return log_errno(r, "cannot attach virtio-balloon to PCI");
+        return 0;
+}
+
 static int setup_pci(struct vm *vm)
 {
         int r;
@@ -166,7 +157,7 @@ static int setup_pci(struct vm *vm)
         r = virtio_pci_create(&vm->pci, &vm->kvm, vm->vmm->loop, &vm->mem, vm->rng, NULL);
         if (r < 0)
                 return log_errno(r, "cannot attach virtio-rng to PCI");
-        return 0;
+        return setup_balloon(vm);
 }
 
 static void boot_files_unmap(struct vmm *vmm)
@@ -318,6 +309,7 @@ static void vm_teardown(struct vm *vm)
         /* The transport is gone with the bus; the device itself is ours. */
         if (vm->rng)
                 virtio_rng_free(vm->rng);
+        balloon_free(vm->balloon);
         if (vm->serial_up)
                 serial_destroy(&vm->serial);
         for (unsigned i = 0; i < vm->nr_vcpus; i++)
@@ -349,7 +341,10 @@ static enum vm_request vm_run_once(struct vmm *vmm, bool *config_error)
                         goto out;
                 }
         }
+        vmm->boots++;
+        vmm->vm = &vm;
         r = event_loop_run(vmm->loop);
+        vmm->vm = NULL;
         if (r < 0)
                 log_errno(r, "event loop failed");
         else
@@ -475,11 +470,12 @@ static int setup_events(struct vmm *vmm)
         r = vcpu_install_kick_handler();
         if (r < 0)
                 return log_errno(r, "cannot install the vCPU kick handler");
-        return 0;
+        return vmm_api_start(vmm);
 }
 
 static void vmm_release(struct vmm *vmm)
 {
+        vmm_api_stop(vmm);
         if (vmm->tty_raw)
                 tcsetattr(vmm->console_in, TCSANOW, &vmm->saved_tty);
         if (vmm->console_out > STDERR_FILENO)
@@ -520,7 +516,15 @@ static int run_until_stopped(struct vmm *vmm)
 int vmm_run(const struct vm_config *cfg)
 {
         struct vmm vmm = {
-                .cfg = cfg, .request_fd = -1, .signal_fd = -1, .console_in = -1, .console_out = -1};
+                .cfg = cfg,
+                .stats_period_s = cfg->balloon.stats_period_s,
+                .kernel_file.fd = -1,
+                .initrd.fd = -1,
+                .request_fd = -1,
+                .signal_fd = -1,
+                .console_in = -1,
+                .console_out = -1,
+        };
         int status;
 
         if (load_boot_files(&vmm) < 0) {

@@ -7,14 +7,28 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
+
+SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 READY_RE = re.compile(r"TIDAL-GUEST-READY cpus=(\d+) memtotal_kb=(\d+) uptime_ms=(\d+)")
 
 
 class GuestError(AssertionError):
     pass
+
+
+def prepare_guest(build_dir):
+    """Fetches Debian's kernel and builds the test initramfs; returns (kernel, initrd)."""
+    cache = subprocess.run([os.path.join(SRC, "scripts", "fetch-kernel.sh")], check=True,
+                           stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
+    initrd = os.path.join(build_dir, "guest", "guest.cpio.gz")
+    os.makedirs(os.path.dirname(initrd), exist_ok=True)
+    subprocess.run([os.path.join(SRC, "guest", "build-initramfs.sh"), initrd, cache], check=True,
+                   stdout=sys.stderr)
+    return os.path.join(cache, "kernel", "vmlinuz"), initrd
 
 
 class Guest:

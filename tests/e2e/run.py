@@ -17,19 +17,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from guest import Guest, GuestError  # noqa: E402
+from guest import prepare_guest  # noqa: E402
 import suites  # noqa: E402
-
-
-def prepare_guest(build_dir):
-    """Fetches Debian's kernel and builds the test initramfs; returns (kernel, initrd)."""
-    cache = subprocess.run([os.path.join(SRC, "scripts", "fetch-kernel.sh")], check=True,
-                           stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
-    initrd = os.path.join(build_dir, "guest", "guest.cpio.gz")
-    os.makedirs(os.path.dirname(initrd), exist_ok=True)
-    subprocess.run([os.path.join(SRC, "guest", "build-initramfs.sh"), initrd, cache], check=True,
-                   stdout=sys.stderr)
-    return os.path.join(cache, "kernel", "vmlinuz"), initrd
 
 
 def run_tests(ctx, names):

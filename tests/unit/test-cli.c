@@ -62,6 +62,30 @@ static void defaults(void **state)
         assert_string_equal(cfg.cmdline, "console=ttyS0");
         assert_null(cfg.initrd_path);
         assert_string_equal(cfg.name, "");
+        assert_null(cfg.api_socket);
+        assert_true(cfg.balloon.enabled);
+        assert_true(cfg.balloon.deflate_on_oom);
+        assert_true(cfg.balloon.free_page_reporting);
+        assert_int_equal(cfg.balloon.stats_period_s, 1);
+}
+
+static void balloon_and_socket(void **state)
+{
+        enum cli_action action;
+        struct vm_config cfg;
+        char err[256];
+
+        assert_int_equal(PARSE("run", "--kernel=/k", "--memory=1G", "--api-socket", "/run/x.sock",
+                               "--balloon",
+                               "deflate-on-oom=off,stats-period=5,free-page-reporting=off"),
+                         0);
+        assert_string_equal(cfg.api_socket, "/run/x.sock");
+        assert_true(cfg.balloon.enabled);
+        assert_false(cfg.balloon.deflate_on_oom);
+        assert_false(cfg.balloon.free_page_reporting);
+        assert_int_equal(cfg.balloon.stats_period_s, 5);
+        assert_int_equal(PARSE("run", "--kernel=/k", "--memory=1G", "--balloon", "off"), 0);
+        assert_false(cfg.balloon.enabled);
 }
 
 static void help_and_version(void **state)
@@ -121,6 +145,14 @@ static void errors(void **state)
                      NULL);
         expect_error("--serial", "run", "--kernel", "/k", "--memory", "1G", "--serial",
                      "file:", NULL);
+        expect_error("--balloon", "run", "--kernel", "/k", "--memory", "1G", "--balloon", "maybe",
+                     NULL);
+        expect_error("stats-period", "run", "--kernel", "/k", "--memory", "1G", "--balloon",
+                     "stats-period=9999", NULL);
+        expect_error("unknown or invalid setting", "run", "--kernel", "/k", "--memory", "1G",
+                     "--balloon", "deflate-on-oom=maybe", NULL);
+        expect_error("--api-socket", "run", "--kernel", "/k", "--memory", "1G", "--api-socket", "",
+                     NULL);
         expect_error("unexpected argument 'extra'", "run", "--kernel", "/k", "--memory", "1G",
                      "extra", NULL);
 }
@@ -130,6 +162,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(full_run_line),
                 cmocka_unit_test(defaults),
+                cmocka_unit_test(balloon_and_socket),
                 cmocka_unit_test(help_and_version),
                 cmocka_unit_test(errors),
         };

@@ -189,6 +189,24 @@ static void handle_mmio(struct vcpu *v)
                    run->mmio.is_write);
 }
 
+static bool handle_system_event(struct vcpu *v)
+{
+        switch (v->run->system_event.type) {
+        case KVM_SYSTEM_EVENT_SHUTDOWN:
+                v->env->on_event(v->env->opaque, v->id, VCPU_EVENT_POWEROFF);
+                break;
+        case KVM_SYSTEM_EVENT_RESET:
+                v->env->on_event(v->env->opaque, v->id, VCPU_EVENT_RESET);
+                break;
+        default:
+                log_error("vCPU %u: guest crashed (KVM system event %u)", v->id,
+                          v->run->system_event.type);
+                v->env->on_event(v->env->opaque, v->id, VCPU_EVENT_FAILED);
+                break;
+        }
+        return false;
+}
+
 /* Returns false when the vCPU must stop. */
 static bool handle_exit(struct vcpu *v)
 {
@@ -208,8 +226,7 @@ static bool handle_exit(struct vcpu *v)
                 v->env->on_event(v->env->opaque, v->id, VCPU_EVENT_RESET);
                 return false;
         case KVM_EXIT_SYSTEM_EVENT:
-                v->env->on_event(v->env->opaque, v->id, VCPU_EVENT_RESET);
-                return false;
+                return handle_system_event(v);
         case KVM_EXIT_FAIL_ENTRY:
                 log_error("vCPU %u: KVM could not enter the guest (hardware reason 0x%llx)", v->id,
                           (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
@@ -264,7 +281,7 @@ static void vcpu_log_state(struct vcpu *v)
 {
         struct kvm_regs regs;
         struct kvm_sregs sregs;
-        struct kvm_mp_state mp = { .mp_state = UINT32_MAX };
+        struct kvm_mp_state mp = {.mp_state = UINT32_MAX};
 
         if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0) {
                 log_debug("vCPU %u: cannot read registers: %m", v->id);

@@ -13,8 +13,9 @@ struct bus;
 
 /* Why a vCPU asks the VM to stop. */
 enum vcpu_event {
-        VCPU_EVENT_RESET,  /* triple fault: the guest's last-resort reboot */
-        VCPU_EVENT_FAILED, /* KVM could not run the guest any further */
+        VCPU_EVENT_RESET,    /* triple fault (the guest's last-resort reboot), or KVM says reset */
+        VCPU_EVENT_POWEROFF, /* KVM reports a shutdown system event */
+        VCPU_EVENT_FAILED,   /* KVM could not run the guest any further */
 };
 
 struct vcpu_env {

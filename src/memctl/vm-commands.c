@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The per-VM commands: each sends one request to the VM's control socket. */
+#include <errno.h>
+#include <json-c/json.h>
+#include <string.h>
+
+#include "memctl/ctl.h"
+#include "tidal/api.h"
+#include "tidal/parse.h"
+
+static void json_putp(struct json_object **o)
+{
+        json_object_put(*o);
+}
+#define _cleanup_json_ _cleanup_(json_putp)
+
+/* {"cmd":CMD} plus, when key is not NULL, {KEY:value}. NULL when out of memory. */
+static struct json_object *request_new(const char *cmd, const char *key, uint64_t value)
+{
+        struct json_object *o = json_object_new_object();
+
+        if (!o)
+                return NULL;
+        if (json_object_object_add(o, API_KEY_CMD, json_object_new_string(cmd)) < 0 ||
+            (key && json_object_object_add(o, key, json_object_new_uint64(value)) < 0)) {
+                json_object_put(o);
+                return NULL;
+        }
+        return o;
+}
+
+/* Sends a request whose success needs only a short confirmation. */
+static int simple_call(struct ctl *ctl, const char *what, const char *cmd, const char *key,
+                       uint64_t value, const char *done)
+{
+        _cleanup_json_ struct json_object *request = request_new(cmd, key, value);
+        _cleanup_json_ struct json_object *reply = NULL;
+        int status;
+
+        if (!request)
+                return ctl_fail(CTL_EXIT_FAILED, "out of memory");
+        status = ctl_vm_call(ctl, what, request, &reply);
+        if (status == CTL_EXIT_OK && !ctl->json)
+                printf("%s\n", done);
+        return status;
+}
+
+static int cmd_info(struct ctl *ctl, int argc, char **argv)
+{
+        _cleanup_json_ struct json_object *request = request_new(API_CMD_INFO, NULL, 0);
+        _cleanup_json_ struct json_object *reply = NULL;
+        struct json_object *info;
+        int status;
+
+        if (!request)
+                return ctl_fail(CTL_EXIT_FAILED, "out of memory");
+        status = ctl_vm_call(ctl, API_CMD_INFO, request, &reply);
+        if (status != CTL_EXIT_OK || ctl->json)
+                return status;
+        if (!json_object_object_get_ex(reply, API_KEY_INFO, &info) ||
+            !json_object_is_type(info, json_type_object))
+                return ctl_fail(CTL_EXIT_UNREACHABLE, "info: the reply has no \"info\" object");
+        ctl_print_info(stdout, info);
+        return CTL_EXIT_OK;
+}
+
+static int cmd_balloon(struct ctl *ctl, int argc, char **argv)
+{
+        char done[128], size[32];
+        uint64_t bytes;
+        int r;
+
+        r = parse_size(argv[0], &bytes);
+        if (r >= 0 && bytes > API_BALLOON_BYTES_MAX)
+                r = -ERANGE;
+        if (r < 0)
+                return ctl_fail(CTL_EXIT_USAGE,
+                                "balloon: '%s' is not a size from 0 to 1T (like 512M or 2G)",
+                                argv[0]);
+        snprintf(done, sizeof(done), "balloon target set to %s",
+                 format_size(bytes, size, sizeof(size)));
+        return simple_call(ctl, "balloon", API_CMD_BALLOON_SET, API_KEY_BYTES, bytes, done);
+}
+
+static int cmd_stats_period(struct ctl *ctl, int argc, char **argv)
+{
+        char done[128];
+        uint64_t seconds;
+
+        if (parse_uint(argv[0], 0, API_STATS_PERIOD_MAX, &seconds) < 0)
+                return ctl_fail(CTL_EXIT_USAGE,
+                                "stats-period: '%s' is not a number of seconds from 0 to %d",
+                                argv[0], API_STATS_PERIOD_MAX);
+        if (seconds == 0)
+                snprintf(done, sizeof(done), "guest statistics turned off");
+        else
+                snprintf(done, sizeof(done), "guest statistics every %llu s",
+                         (unsigned long long)seconds);
+        return simple_call(ctl, "stats-period", API_CMD_STATS_PERIOD, API_KEY_SECONDS, seconds,
+                           done);
+}
+
+static int cmd_shutdown(struct ctl *ctl, int argc, char **argv)
+{
+        return simple_call(ctl, "shutdown", API_CMD_SHUTDOWN, NULL, 0, "shutdown requested");
+}
+
+static int cmd_reboot(struct ctl *ctl, int argc, char **argv)
+{
+        return simple_call(ctl, "reboot", API_CMD_REBOOT, NULL, 0, "reboot requested");
+}
+
+const struct ctl_command ctl_vm_commands[] = {
+        {"info", "", "show the VM's configuration, state, memory and balloon", 0, 0, true,
+         cmd_info},
+        {"balloon", "SIZE", "set the balloon's target size (memory taken from the guest)", 1, 1,
+         true, cmd_balloon},
+        {"stats-period", "SECONDS", "how often the guest reports memory statistics (0: never)", 1,
+         1, true, cmd_stats_period},
+        {"shutdown", "", "stop the VM", 0, 0, true, cmd_shutdown},
+        {"reboot", "", "reboot the guest", 0, 0, true, cmd_reboot},
+};
+const size_t ctl_vm_commands_count = ARRAY_SIZE(ctl_vm_commands);

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The balloon's state, shared by balloon.c (the device: config space, negotiation, the VMM API)
+ * and queues.c (what the driver puts in the queues, the stats timer). Not for other components;
+ * the unit tests and the fuzzer use it to drive the handlers directly.
+ */
+#pragma once
+
+#include <time.h>
+
+#include "virtio-balloon/balloon.h"
+#include "virtio-balloon/pfn-ranges.h"
+
+struct event_source;
+
+/* inflate, deflate, stats, reporting: the most the driver can set up with what tidal offers. */
+#define BALLOON_NR_QUEUES 4
+/* Free page reporting needs 32 entries (PAGE_REPORTING_CAPACITY); stats needs one. */
+#define BALLOON_QUEUE_SIZE 128
+/* Linux sends 256; the bound keeps one request from holding the event loop for long. */
+#define BALLOON_MAX_PFNS_PER_REQUEST (16 * PFN_BATCH_MAX)
+
+enum balloon_role {
+        BALLOON_ROLE_NONE,
+        BALLOON_ROLE_INFLATE,
+        BALLOON_ROLE_DEFLATE,
+        BALLOON_ROLE_STATS,
+        BALLOON_ROLE_REPORTING,
+};
+
+struct balloon {
+        struct virtio_dev dev; /* dev.priv == this */
+        struct guest_mem *mem;
+        struct balloon_options opts;
+        uint64_t ram_pages;
+
+        /* Config space. */
+        uint32_t num_pages; /* the target, VMM-owned */
+        uint32_t actual;    /* as the driver last wrote it: a report, never trusted */
+
+        /* Driver-visible state, dropped on reset. */
+        enum balloon_role roles[BALLOON_NR_QUEUES];
+        uint64_t inflated_pages;
+        bool stats_held; /* the driver's stats buffer, kept until the next period */
+        uint16_t stats_head;
+        unsigned stats_queue;
+
+        /* Host-side state, kept across resets. */
+        struct event_source *stats_timer; /* created at the first activation */
+        bool stats_valid;
+        struct balloon_stats stats;
+        uint64_t stats_seq;
+        uint64_t stats_time_ns;
+        struct balloon_metrics metrics;
+        bool discard_error_logged;
+};
+
+static inline uint64_t balloon_now_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
+}
+
+/* queues.c */
+void balloon_queue_notify(struct virtio_dev *dev, unsigned idx);
+/* Returns the held stats buffer so the driver refills it (the timer calls this, locked). */
+void balloon_stats_tick(struct balloon *b);
+/* Creates or re-arms the stats timer for the current period. 0 or -errno. */
+int balloon_stats_timer_update(struct balloon *b);

@@ -1,0 +1,377 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tidal/api.h"
+#include "tidal/macro.h"
+#include "vmm/api/protocol.h"
+
+static const struct command {
+        const char *name;
+        enum api_cmd cmd;
+        const char *arg; /* the one numeric member the command takes, or NULL */
+        uint64_t max;
+} commands[] = {
+        {API_CMD_INFO, API_REQ_INFO, NULL, 0},
+        {API_CMD_BALLOON_SET, API_REQ_BALLOON_SET, API_KEY_BYTES, API_BALLOON_BYTES_MAX},
+        {API_CMD_STATS_PERIOD, API_REQ_STATS_PERIOD, API_KEY_SECONDS, API_STATS_PERIOD_MAX},
+        {API_CMD_SHUTDOWN, API_REQ_SHUTDOWN, NULL, 0},
+        {API_CMD_REBOOT, API_REQ_REBOOT, NULL, 0},
+};
+
+/* Virtio-balloon statistic names by tag; "_bytes" marks amounts of memory (see docs/api.md). */
+static const char *const balloon_stat_names[API_BALLOON_STATS_MAX] = {
+        "swap_in_bytes",
+        "swap_out_bytes",
+        "major_faults",
+        "minor_faults",
+        "free_memory_bytes",
+        "total_memory_bytes",
+        "available_memory_bytes",
+        "disk_caches_bytes",
+        "hugetlb_allocations",
+        "hugetlb_failures",
+        "oom_kills",
+        "alloc_stalls",
+        "async_scans",
+        "direct_scans",
+        "async_reclaims",
+        "direct_reclaims",
+};
+
+static void json_putp(struct json_object **o)
+{
+        json_object_put(*o);
+}
+#define _cleanup_json_ _cleanup_(json_putp)
+
+static int _printf_(3, 4) fail(char *err, size_t errlen, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+static bool only_space(const char *s, size_t len)
+{
+        for (size_t i = 0; i < len; i++)
+                if (!strchr(" \t\r\n", s[i]))
+                        return false;
+        return true;
+}
+
+/* Strict JSON (no comments, no trailing commas), one value, nothing after it but spaces. */
+static int parse_json(const char *line, size_t len, struct json_object **ret, char *err,
+                      size_t errlen)
+{
+        struct json_tokener *tok;
+        struct json_object *o;
+        enum json_tokener_error e;
+        size_t end;
+
+        if (only_space(line, len))
+                return fail(err, errlen, "empty request");
+        tok = json_tokener_new();
+        if (!tok)
+                return fail(err, errlen, "out of memory");
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+        o = json_tokener_parse_ex(tok, line, (int)len);
+        e = json_tokener_get_error(tok);
+        end = json_tokener_get_parse_end(tok);
+        if (e == json_tokener_continue) {
+                /* A bare number ("42") is complete only once something follows it. */
+                o = json_tokener_parse_ex(tok, " ", 1);
+                e = json_tokener_get_error(tok);
+                end = len;
+        }
+        json_tokener_free(tok);
+        if (e == json_tokener_continue)
+                return fail(err, errlen, "malformed JSON: the request ends too early");
+        if (e != json_tokener_success)
+                return fail(err, errlen, "malformed JSON at byte %zu: %s", end,
+                            json_tokener_error_desc(e));
+        if (!only_space(line + end, len - end)) {
+                json_object_put(o);
+                return fail(err, errlen, "malformed JSON: data after the request at byte %zu", end);
+        }
+        *ret = o;
+        return 0;
+}
+
+static int take_id(struct json_object *root, struct api_request *req, char *err, size_t errlen)
+{
+        struct json_object *id;
+
+        if (!json_object_object_get_ex(root, API_KEY_ID, &id))
+                return 0;
+        if (!json_object_is_type(id, json_type_string) && !json_object_is_type(id, json_type_int))
+                return fail(err, errlen, "\"id\" must be a string or an integer");
+        if (json_object_is_type(id, json_type_string) &&
+            json_object_get_string_len(id) > API_ID_MAX)
+                return fail(err, errlen, "\"id\" must be at most %d bytes long", API_ID_MAX);
+        req->id = json_object_get(id);
+        return 0;
+}
+
+static int find_command(struct json_object *root, const struct command **ret, char *err,
+                        size_t errlen)
+{
+        struct json_object *cmd;
+        const char *name;
+        size_t len;
+
+        if (!json_object_object_get_ex(root, API_KEY_CMD, &cmd))
+                return fail(err, errlen, "missing \"cmd\"");
+        if (!json_object_is_type(cmd, json_type_string))
+                return fail(err, errlen, "\"cmd\" must be a string");
+        name = json_object_get_string(cmd);
+        len = (size_t)json_object_get_string_len(cmd);
+        for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+                /* The length check rejects names with an embedded NUL. */
+                if (strlen(commands[i].name) == len && strcmp(commands[i].name, name) == 0) {
+                        *ret = &commands[i];
+                        return 0;
+                }
+        }
+        return fail(err, errlen,
+                    "unknown command \"%.64s\" (known: info, balloon-set, stats-period, "
+                    "shutdown, reboot)",
+                    name);
+}
+
+/* Unknown members are refused so that a misspelt one does not go silently unused. */
+static int check_members(struct json_object *root, const struct command *c, char *err,
+                         size_t errlen)
+{
+        json_object_object_foreach(root, key, val)
+        {
+                (void)val;
+                if (strcmp(key, API_KEY_CMD) == 0 || strcmp(key, API_KEY_ID) == 0 ||
+                    (c->arg && strcmp(key, c->arg) == 0))
+                        continue;
+                return fail(err, errlen, "unknown member \"%.64s\" for command \"%s\"", key,
+                            c->name);
+        }
+        return 0;
+}
+
+static int get_count(struct json_object *root, const struct command *c, uint64_t *ret, char *err,
+                     size_t errlen)
+{
+        struct json_object *v;
+        uint64_t u;
+
+        if (!json_object_object_get_ex(root, c->arg, &v))
+                return fail(err, errlen, "\"%s\" needs \"%s\"", c->name, c->arg);
+        if (!json_object_is_type(v, json_type_int))
+                return fail(err, errlen, "\"%s\" must be an integer", c->arg);
+        if (json_object_get_int64(v) < 0)
+                return fail(err, errlen, "\"%s\" must not be negative", c->arg);
+        /* json-c saturates integers past UINT64_MAX, which is over every limit anyway. */
+        u = json_object_get_uint64(v);
+        if (u > c->max)
+                return fail(err, errlen, "\"%s\" must be at most %llu", c->arg,
+                            (unsigned long long)c->max);
+        *ret = u;
+        return 0;
+}
+
+int api_request_parse(const char *line, size_t len, struct api_request *req, char *err,
+                      size_t errlen)
+{
+        _cleanup_json_ struct json_object *root = NULL;
+        const struct command *c = NULL;
+        int r;
+
+        *req = (struct api_request){0};
+        r = parse_json(line, len, &root, err, errlen);
+        if (r < 0)
+                return r;
+        if (!json_object_is_type(root, json_type_object))
+                return fail(err, errlen, "a request must be a JSON object");
+        r = take_id(root, req, err, errlen);
+        if (r >= 0)
+                r = find_command(root, &c, err, errlen);
+        if (r >= 0)
+                r = check_members(root, c, err, errlen);
+        if (r >= 0 && c->arg)
+                r = get_count(root, c, &req->value, err, errlen);
+        if (r < 0)
+                return r;
+        req->cmd = c->cmd;
+        return 0;
+}
+
+void api_request_done(struct api_request *req)
+{
+        json_object_put(req->id);
+        req->id = NULL;
+}
+
+static struct json_object *reply_new(bool ok, struct json_object *id)
+{
+        struct json_object *o = json_object_new_object();
+
+        if (!o)
+                return NULL;
+        if (json_object_object_add(o, API_KEY_OK, json_object_new_boolean(ok)) < 0 ||
+            (id && json_object_object_add(o, API_KEY_ID, json_object_get(id)) < 0)) {
+                json_object_put(o);
+                return NULL;
+        }
+        return o;
+}
+
+struct json_object *api_reply_new_ok(struct json_object *id)
+{
+        return reply_new(true, id);
+}
+
+struct json_object *api_reply_new_error(struct json_object *id, const char *msg)
+{
+        struct json_object *o = reply_new(false, id);
+
+        if (o && json_object_object_add(o, API_KEY_ERROR, json_object_new_string(msg)) < 0) {
+                json_object_put(o);
+                return NULL;
+        }
+        return o;
+}
+
+int api_reply_encode(struct json_object *reply, char **ret, size_t *len)
+{
+        const char *s;
+        size_t n;
+        char *buf;
+
+        s = json_object_to_json_string_length(
+                reply, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+        if (!s)
+                return -ENOMEM;
+        if (n > API_LINE_MAX)
+                return -E2BIG;
+        buf = malloc(n + 2);
+        if (!buf)
+                return -ENOMEM;
+        memcpy(buf, s, n);
+        buf[n] = '\n';
+        buf[n + 1] = '\0';
+        *ret = buf;
+        *len = n + 1;
+        return 0;
+}
+
+static const char *state_name(enum api_vm_state state)
+{
+        switch (state) {
+        case API_VM_RUNNING:
+                return "running";
+        case API_VM_STOPPING:
+                return "stopping";
+        case API_VM_REBOOTING:
+                return "rebooting";
+        }
+        return "unknown";
+}
+
+/* json-c's adders take ownership even of a NULL value; one failure flag for a whole object. */
+static void add(struct json_object *o, const char *key, struct json_object *v, bool *failed)
+{
+        if (json_object_object_add(o, key, v) < 0)
+                *failed = true;
+}
+
+static void add_str(struct json_object *o, const char *key, const char *s, bool *failed)
+{
+        struct json_object *v = s ? json_object_new_string(s) : NULL;
+
+        if (s && !v)
+                *failed = true;
+        add(o, key, v, failed);
+}
+
+static void add_u64(struct json_object *o, const char *key, uint64_t n, bool *failed)
+{
+        struct json_object *v = json_object_new_uint64(n);
+
+        if (!v)
+                *failed = true;
+        add(o, key, v, failed);
+}
+
+static struct json_object *stats_to_json(const struct api_balloon_info *b, bool *failed)
+{
+        struct json_object *o = json_object_new_object();
+
+        if (!o) {
+                *failed = true;
+                return NULL;
+        }
+        add_u64(o, "age_ms", b->stats_age_ms, failed);
+        for (unsigned tag = 0; tag < API_BALLOON_STATS_MAX; tag++)
+                if (b->stats_present & (UINT32_C(1) << tag))
+                        add_u64(o, balloon_stat_names[tag], b->stats[tag], failed);
+        return o;
+}
+
+static struct json_object *balloon_to_json(const struct api_balloon_info *b, bool *failed)
+{
+        struct json_object *o = json_object_new_object();
+
+        if (!o) {
+                *failed = true;
+                return NULL;
+        }
+        add_u64(o, "target_bytes", b->target, failed);
+        add_u64(o, "actual_bytes", b->actual, failed);
+        add_u64(o, "stats_period_s", b->stats_period, failed);
+        add(o, "stats", b->have_stats ? stats_to_json(b, failed) : NULL, failed);
+        return o;
+}
+
+int api_info_to_json(const struct api_info *info, struct json_object **ret)
+{
+        struct json_object *o = json_object_new_object();
+        bool failed = false;
+
+        if (!o)
+                return -ENOMEM;
+        add_str(o, "name", info->name, &failed);
+        add_u64(o, "pid", (uint64_t)info->pid, &failed);
+        add_str(o, "state", state_name(info->state), &failed);
+        add_u64(o, "boots", info->boots, &failed);
+        add_u64(o, "vcpus", info->vcpus, &failed);
+        add_u64(o, "memory_bytes", info->memory, &failed);
+        add_str(o, "kernel", info->kernel, &failed);
+        add_str(o, "initrd", info->initrd, &failed);
+        add_str(o, "cmdline", info->cmdline, &failed);
+        add(o, "balloon", info->has_balloon ? balloon_to_json(&info->balloon, &failed) : NULL,
+            &failed);
+        if (failed) {
+                json_object_put(o);
+                return -ENOMEM;
+        }
+        *ret = o;
+        return 0;
+}
+
+const char *api_errno_message(int error)
+{
+        switch (error < 0 ? -error : error) {
+        case ENODEV:
+                return "this VM has no balloon device";
+        case EOPNOTSUPP:
+                return "not supported by this VM";
+        case ERANGE:
+                return "value out of range for this VM";
+        default:
+                return strerror(error < 0 ? -error : error);
+        }
+}

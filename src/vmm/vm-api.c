@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The VMM's answers to control-socket requests (docs/api.md); the server is in src/vmm/api. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tidal/api.h"
+#include "tidal/log.h"
+#include "virtio-balloon/balloon.h"
+#include "vmm/api/server.h"
+#include "vmm/vm-internal.h"
+
+static void balloon_info(struct balloon *b, struct api_balloon_info *info)
+{
+        struct balloon_state st;
+
+        balloon_get_state(b, &st);
+        info->target = st.target_bytes;
+        info->actual = st.actual_bytes;
+        info->stats_period = st.stats_period_s;
+        info->have_stats = st.stats_valid;
+        info->stats_age_ms = st.stats_age_ns / 1000000;
+        info->stats_present = st.stats.present;
+        for (unsigned i = 0; i < API_BALLOON_STATS_MAX && i < BALLOON_STAT_NR; i++)
+                info->stats[i] = st.stats.val[i];
+}
+
+static int api_info(void *opaque, struct api_info *info, char *err, size_t errlen)
+{
+        struct vmm *vmm = opaque;
+        const struct vm_config *cfg = vmm->cfg;
+        int req = __atomic_load_n(&vmm->request, __ATOMIC_ACQUIRE);
+
+        info->name = cfg->name;
+        info->state = req == VM_REQUEST_RESET  ? API_VM_REBOOTING
+                      : req != VM_REQUEST_NONE ? API_VM_STOPPING
+                                               : API_VM_RUNNING;
+        info->boots = vmm->boots;
+        info->vcpus = cfg->nr_cpus;
+        info->memory = cfg->memory;
+        info->kernel = cfg->kernel_path;
+        info->initrd = cfg->initrd_path;
+        info->cmdline = cfg->cmdline;
+        info->has_balloon = vmm->vm && vmm->vm->balloon;
+        if (info->has_balloon)
+                balloon_info(vmm->vm->balloon, &info->balloon);
+        return 0;
+}
+
+static int api_balloon_set(void *opaque, uint64_t bytes, char *err, size_t errlen)
+{
+        struct vmm *vmm = opaque;
+        int r;
+
+        if (!vmm->cfg->balloon.enabled)
+                return -ENODEV;
+        if (bytes > vmm->cfg->memory) {
+                snprintf(err, errlen, "balloon target %llu bytes is more than the guest's %llu",
+                         (unsigned long long)bytes, (unsigned long long)vmm->cfg->memory);
+                return -ERANGE;
+        }
+        if (vmm->vm && vmm->vm->balloon) {
+                r = balloon_set_target(vmm->vm->balloon, bytes);
+                if (r < 0)
+                        return r;
+        }
+        /* Kept so the next boot's balloon gets the same target. */
+        vmm->balloon_target = bytes;
+        log_info("balloon target set to %llu MiB", (unsigned long long)(bytes >> 20));
+        return 0;
+}
+
+static int api_stats_period(void *opaque, uint64_t seconds, char *err, size_t errlen)
+{
+        struct vmm *vmm = opaque;
+        int r;
+
+        if (!vmm->cfg->balloon.enabled)
+                return -ENODEV;
+        if (seconds > BALLOON_STATS_PERIOD_MAX_S)
+                return -ERANGE;
+        if (vmm->vm && vmm->vm->balloon) {
+                r = balloon_set_stats_period(vmm->vm->balloon, (uint32_t)seconds);
+                if (r < 0)
+                        return r;
+        }
+        vmm->stats_period_s = (uint32_t)seconds;
+        return 0;
+}
+
+static int api_shutdown(void *opaque, char *err, size_t errlen)
+{
+        vmm_request(opaque, VM_REQUEST_POWEROFF);
+        return 0;
+}
+
+static int api_reboot(void *opaque, char *err, size_t errlen)
+{
+        vmm_request(opaque, VM_REQUEST_RESET);
+        return 0;
+}
+
+static const struct api_ops vmm_api_ops = {
+        .info = api_info,
+        .balloon_set = api_balloon_set,
+        .stats_period = api_stats_period,
+        .shutdown = api_shutdown,
+        .reboot = api_reboot,
+};
+
+int vmm_api_start(struct vmm *vmm)
+{
+        const char *path = vmm->cfg->api_socket, *why = NULL;
+        char buf[108];
+        int r;
+
+        if (path && strcmp(path, "none") == 0)
+                return 0;
+        if (!path) {
+                r = api_socket_default_path(vmm->cfg->name, buf, sizeof(buf));
+                if (r < 0)
+                        return log_errno(r, "cannot work out a control socket path "
+                                            "(use --api-socket PATH or --api-socket none)");
+                r = api_socket_make_dir(buf);
+                if (r < 0)
+                        return log_errno(r, "cannot create the directory for %s", buf);
+                path = buf;
+        }
+        r = api_server_new(vmm->loop, path, &vmm_api_ops, vmm, &vmm->api, &why);
+        if (r < 0)
+                return log_errno(r, "--api-socket %s: %s", path, why ? why : "cannot serve it");
+        log_debug("control socket at %s", api_server_path(vmm->api));
+        return 0;
+}
+
+void vmm_api_stop(struct vmm *vmm)
+{
+        api_server_free(vmm->api);
+        vmm->api = NULL;
+}

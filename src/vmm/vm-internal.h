@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The VMM's process and per-boot state, shared by vm.c and the control-socket glue. */
+#pragma once
+
+#include <stdbool.h>
+#include <termios.h>
+
+#include "tidal/guest-mem.h"
+#include "vmm/boot/boot.h"
+#include "vmm/bus.h"
+#include "vmm/config.h"
+#include "vmm/devices/power.h"
+#include "vmm/devices/serial.h"
+#include "vmm/kvm/kvm.h"
+#include "vmm/kvm/vcpu.h"
+#include "vmm/pci/pci.h"
+
+struct api_server;
+struct balloon;
+struct event_loop;
+
+enum vm_request {
+        VM_REQUEST_NONE,
+        VM_REQUEST_POWEROFF,
+        VM_REQUEST_RESET,
+        VM_REQUEST_SIGNAL,
+        VM_REQUEST_FAILED,
+};
+
+/* What outlives a guest reboot: configuration, boot files, console, event loop. */
+struct vmm {
+        const struct vm_config *cfg;
+        /* Valid only while the kernel file is mapped (boot_files_map). */
+        struct bzimage kernel;
+        struct boot_file kernel_file;
+        struct boot_file initrd; /* fd -1 when there is none */
+        struct event_loop *loop;
+        int request_fd; /* eventfd: a vCPU or device asked the VM to stop */
+        int request;    /* enum vm_request, first one wins */
+        int signal_fd;
+        int signal_no;
+        int console_in, console_out;
+        struct termios saved_tty;
+        bool tty_raw;
+
+        /* Control socket, and what it set that must survive a guest reboot. */
+        struct api_server *api;
+        struct vm *vm; /* the running boot, NULL between boots */
+        unsigned boots;
+        uint64_t balloon_target;
+        uint32_t stats_period_s;
+};
+
+/* One boot of the guest. */
+struct vm {
+        struct vmm *vmm;
+        struct guest_mem mem;
+        struct kvm_vm kvm;
+        bool kvm_open;
+        struct bus pio, mmio;
+        struct serial serial;
+        bool serial_up;
+        struct power power;
+        struct pci_bus pci;
+        bool pci_up;
+        struct virtio_dev *rng;
+        struct balloon *balloon;
+        struct vcpu_env vcpu_env;
+        struct vcpu *vcpus;
+        unsigned nr_vcpus;
+        bool config_error; /* the build failed because of what the user asked for */
+};
+
+/* Asks the main loop to stop the running boot; the first request wins. Any thread. */
+void vmm_request(struct vmm *vmm, enum vm_request req);
+
+/* Starts the control socket (unless --api-socket none). 0 or -errno, logged. */
+int vmm_api_start(struct vmm *vmm);
+void vmm_api_stop(struct vmm *vmm);

@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The control-socket protocol without sockets: request validation and reply encoding. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <json-c/json.h>
+#include <stdlib.h>
+
+#include "tidal/api.h"
+#include "vmm/api/protocol.h"
+
+/* Parses s; expects failure with a message containing `want`. Returns the id seen, if any. */
+static void expect_error(const char *s, const char *want)
+{
+        struct api_request req;
+        char err[256] = "";
+
+        assert_int_equal(api_request_parse(s, strlen(s), &req, err, sizeof(err)), -EINVAL);
+        if (!strstr(err, want))
+                fail_msg("request %s: error \"%s\" lacks \"%s\"", s, err, want);
+        api_request_done(&req);
+}
+
+static void expect_ok(const char *s, enum api_cmd cmd, uint64_t value)
+{
+        struct api_request req;
+        char err[256] = "";
+
+        if (api_request_parse(s, strlen(s), &req, err, sizeof(err)) < 0)
+                fail_msg("request %s refused: %s", s, err);
+        assert_int_equal(req.cmd, cmd);
+        assert_int_equal(req.value, value);
+        api_request_done(&req);
+}
+
+static void valid_requests(void **state)
+{
+        expect_ok("{\"cmd\":\"info\"}", API_REQ_INFO, 0);
+        expect_ok("  {\"cmd\" : \"info\"}  \r", API_REQ_INFO, 0);
+        expect_ok("{\"cmd\":\"balloon-set\",\"bytes\":536870912}", API_REQ_BALLOON_SET, 536870912);
+        expect_ok("{\"bytes\":0,\"cmd\":\"balloon-set\"}", API_REQ_BALLOON_SET, 0);
+        expect_ok("{\"cmd\":\"balloon-set\",\"bytes\":1099511627776}", API_REQ_BALLOON_SET,
+                  API_BALLOON_BYTES_MAX);
+        expect_ok("{\"cmd\":\"stats-period\",\"seconds\":5}", API_REQ_STATS_PERIOD, 5);
+        expect_ok("{\"cmd\":\"stats-period\",\"seconds\":0}", API_REQ_STATS_PERIOD, 0);
+        expect_ok("{\"cmd\":\"shutdown\"}", API_REQ_SHUTDOWN, 0);
+        expect_ok("{\"cmd\":\"reboot\",\"id\":7}", API_REQ_REBOOT, 0);
+}
+
+static void malformed_json(void **state)
+{
+        expect_error("", "empty request");
+        expect_error("   ", "empty request");
+        expect_error("{\"cmd\":\"info\"", "ends too early");
+        expect_error("{cmd:info}", "malformed JSON");
+        expect_error("{\"cmd\":\"info\",}", "malformed JSON");
+        /* Two requests on one line: the second is never silently dropped. */
+        expect_error("{\"cmd\":\"info\"} {\"cmd\":\"info\"}", "malformed JSON");
+        expect_error("{\"cmd\":\"info\"}x", "malformed JSON");
+        expect_error("garbage", "malformed JSON");
+        expect_error("\x01\x02\xff", "malformed JSON");
+}
+
+static void not_an_object(void **state)
+{
+        expect_error("[\"info\"]", "must be a JSON object");
+        expect_error("\"info\"", "must be a JSON object");
+        expect_error("42", "must be a JSON object");
+        expect_error("null", "must be a JSON object");
+}
+
+static void bad_cmd(void **state)
+{
+        expect_error("{}", "missing \"cmd\"");
+        expect_error("{\"id\":1}", "missing \"cmd\"");
+        expect_error("{\"cmd\":1}", "\"cmd\" must be a string");
+        expect_error("{\"cmd\":null}", "\"cmd\" must be a string");
+        expect_error("{\"cmd\":\"frobnicate\"}", "unknown command \"frobnicate\"");
+        expect_error("{\"cmd\":\"INFO\"}", "unknown command");
+        /* An embedded NUL must not make "info\0x" pass as "info". */
+        expect_error("{\"cmd\":\"info\\u0000x\"}", "unknown command");
+}
+
+static void bad_members(void **state)
+{
+        expect_error("{\"cmd\":\"info\",\"bytes\":1}", "unknown member \"bytes\"");
+        expect_error("{\"cmd\":\"balloon-set\",\"byte\":1}", "unknown member \"byte\"");
+        expect_error("{\"cmd\":\"shutdown\",\"force\":true}", "unknown member \"force\"");
+}
+
+static void bad_numbers(void **state)
+{
+        expect_error("{\"cmd\":\"balloon-set\"}", "needs \"bytes\"");
+        expect_error("{\"cmd\":\"stats-period\"}", "needs \"seconds\"");
+        expect_error("{\"cmd\":\"balloon-set\",\"bytes\":\"512M\"}", "must be an integer");
+        expect_error("{\"cmd\":\"balloon-set\",\"bytes\":1.5}", "must be an integer");
+        expect_error("{\"cmd\":\"balloon-set\",\"bytes\":1e9}", "must be an integer");
+        expect_error("{\"cmd\":\"balloon-set\",\"bytes\":null}", "must be an integer");
+        expect_error("{\"cmd\":\"balloon-set\",\"bytes\":true}", "must be an integer");
+        expect_error("{\"cmd\":\"balloon-set\",\"bytes\":-1}", "must not be negative");
+        expect_error("{\"cmd\":\"stats-period\",\"seconds\":-5}", "must not be negative");
+        expect_error("{\"cmd\":\"balloon-set\",\"bytes\":1099511627777}", "at most");
+        expect_error("{\"cmd\":\"balloon-set\",\"bytes\":18446744073709551615}", "at most");
+        expect_error("{\"cmd\":\"balloon-set\",\"bytes\":99999999999999999999999}", "at most");
+        expect_error("{\"cmd\":\"stats-period\",\"seconds\":86401}", "at most 86400");
+}
+
+static void id_echo(void **state)
+{
+        struct api_request req;
+        char err[256] = "";
+        const char *s = "{\"id\":\"abc\",\"cmd\":\"nope\"}";
+
+        /* The id survives a failed request so that the error reply carries it. */
+        assert_int_equal(api_request_parse(s, strlen(s), &req, err, sizeof(err)), -EINVAL);
+        assert_non_null(req.id);
+        assert_string_equal(json_object_get_string(req.id), "abc");
+        api_request_done(&req);
+        assert_null(req.id);
+
+        s = "{\"cmd\":\"info\",\"id\":-12}";
+        assert_int_equal(api_request_parse(s, strlen(s), &req, err, sizeof(err)), 0);
+        assert_int_equal(json_object_get_int64(req.id), -12);
+        api_request_done(&req);
+
+        expect_error(
+                "{\"cmd\":\"info\",\"id\":\""
+                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+                "at most 256 bytes");
+        expect_error("{\"cmd\":\"info\",\"id\":{}}", "\"id\" must be a string or an integer");
+        expect_error("{\"cmd\":\"info\",\"id\":1.5}", "\"id\" must be a string or an integer");
+}
+
+static char *encode(struct json_object *reply)
+{
+        char *line;
+        size_t len;
+
+        assert_non_null(reply);
+        assert_int_equal(api_reply_encode(reply, &line, &len), 0);
+        assert_int_equal(len, strlen(line));
+        json_object_put(reply);
+        return line;
+}
+
+static void reply_encoding(void **state)
+{
+        struct json_object *id = json_object_new_string("x/1");
+        char *line;
+
+        line = encode(api_reply_new_ok(NULL));
+        assert_string_equal(line, "{\"ok\":true}\n");
+        free(line);
+        line = encode(api_reply_new_ok(id));
+        assert_string_equal(line, "{\"ok\":true,\"id\":\"x/1\"}\n");
+        free(line);
+        line = encode(api_reply_new_error(id, "no \"such\"\nthing"));
+        /* Newlines inside a message are escaped: a reply is always exactly one line. */
+        assert_string_equal(
+                line, "{\"ok\":false,\"id\":\"x/1\",\"error\":\"no \\\"such\\\"\\nthing\"}\n");
+        free(line);
+        json_object_put(id);
+}
+
+static void info_encoding(void **state)
+{
+        struct api_info info = {
+                .name = "vm1",
+                .pid = 42,
+                .state = API_VM_RUNNING,
+                .boots = 1,
+                .vcpus = 2,
+                .memory = 1ULL << 30,
+                .cmdline = "console=ttyS0",
+                .has_balloon = true,
+                .balloon = {.target = 256 << 20,
+                            .actual = 128 << 20,
+                            .stats_period = 5,
+                            .have_stats = true,
+                            .stats_age_ms = 1500,
+                            .stats_present = (1u << 4) | (1u << 2),
+                            .stats = {[2] = 7, [4] = 300 << 20}},
+        };
+        struct json_object *o;
+        const char *s;
+
+        assert_int_equal(api_info_to_json(&info, &o), 0);
+        s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+        assert_string_equal(
+                s, "{\"name\":\"vm1\",\"pid\":42,\"state\":\"running\",\"boots\":1,\"vcpus\":2,"
+                   "\"memory_bytes\":1073741824,\"kernel\":null,\"initrd\":null,"
+                   "\"cmdline\":\"console=ttyS0\",\"balloon\":{\"target_bytes\":268435456,"
+                   "\"actual_bytes\":134217728,\"stats_period_s\":5,\"stats\":{\"age_ms\":1500,"
+                   "\"major_faults\":7,\"free_memory_bytes\":314572800}}}");
+        json_object_put(o);
+
+        info.has_balloon = false;
+        assert_int_equal(api_info_to_json(&info, &o), 0);
+        assert_non_null(strstr(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+                               "\"balloon\":null"));
+        json_object_put(o);
+}
+
+static void errno_messages(void **state)
+{
+        assert_string_equal(api_errno_message(-ENODEV), "this VM has no balloon device");
+        assert_string_equal(api_errno_message(-EOPNOTSUPP), "not supported by this VM");
+        assert_string_equal(api_errno_message(-ENOMEM), strerror(ENOMEM));
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(valid_requests), cmocka_unit_test(malformed_json),
+                cmocka_unit_test(not_an_object),  cmocka_unit_test(bad_cmd),
+                cmocka_unit_test(bad_members),    cmocka_unit_test(bad_numbers),
+                cmocka_unit_test(id_echo),        cmocka_unit_test(reply_encoding),
+                cmocka_unit_test(info_encoding),  cmocka_unit_test(errno_messages),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
