@@ -19,7 +19,7 @@ def in_rig_or_direct(argv_inside, build_dir, log, timeout=3600, mem=4096):
     if os.path.exists("/dev/kvm") and os.environ.get("TIDAL_RIG") != "force":
         return None
     argv = [os.path.join(SRC, "tests", "rig", "run"), "--mem", str(mem), "--timeout",
-            str(timeout), "--log", log, "--share", build_dir, "--"] + argv_inside
+            str(timeout), "--log", log, "--share", SRC, "--share", build_dir, "--"] + argv_inside
     print("no usable /dev/kvm here: benchmarking inside the nested rig", file=sys.stderr)
     rc = subprocess.call(argv)
     with open(log, errors="replace") as f:

@@ -68,7 +68,9 @@ def main():
             return run_tests(ctx, names) or host_rc
         argv = [os.path.join(SRC, "tests", "rig", "run"), "--mem", args.rig_mem,
                 "--timeout", args.timeout, "--log", os.path.join(log_dir, "rig-console.log"),
-                "--share", build_dir, "--env", "TIDAL_DEBUG", "--env", "TIDAL_E2E_CMDLINE", "--",
+                # The source tree too: it need not be under the host root the rig shares (CI
+                # clones anywhere, /tmp included, and /tmp is L1's own).
+                "--share", SRC, "--share", build_dir, "--env", "TIDAL_DEBUG", "--env", "TIDAL_E2E_CMDLINE", "--",
                 sys.executable, os.path.abspath(__file__), "--inside", "--tidal", tidal,
                 "--build-dir", build_dir, "--suite", args.suite,
                 "--kernel", kernel, "--initrd", initrd]
