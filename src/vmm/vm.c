@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -269,6 +270,22 @@ static int open_kvm(struct vm *vm)
         return 0;
 }
 
+/* Guest RAM is shmem: without shmem huge pages every guest fault is a 4 KiB one. Say so once. */
+static void hint_shmem_huge_pages(void)
+{
+        static const char path[] = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
+        char buf[128] = "";
+        FILE *f = fopen(path, "re");
+
+        if (!f)
+                return;
+        if (fgets(buf, sizeof(buf), f) && strstr(buf, "[never]"))
+                log_info("guest RAM will use 4 KiB pages: set %s to 'advise' for huge pages "
+                         "(faster boots and guests, see docs/tidal.md)",
+                         path);
+        fclose(f);
+}
+
 static int vm_build(struct vm *vm)
 {
         const struct vm_config *cfg = vm->vmm->cfg;
@@ -276,6 +293,8 @@ static int vm_build(struct vm *vm)
 
         bus_init(&vm->pio, "pio");
         bus_init(&vm->mmio, "mmio");
+        if (vm->vmm->boots == 0)
+                hint_shmem_huge_pages();
         r = guest_mem_init(&vm->mem, cfg->name, cfg->memory, LAYOUT_PCI_HOLE_START);
         if (r < 0)
                 return log_errno(r, "cannot allocate %llu MiB of guest RAM",

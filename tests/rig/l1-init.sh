@@ -58,6 +58,9 @@ if [ -f /rigctl/shares ]; then
 fi
 
 [ -c /dev/kvm ] || die "/dev/kvm missing in L1 (kvm_amd did not load: is the CPU EPYC,+svm,+npt?)" 126
+# L1 is a host set up as docs/tidal.md recommends: huge pages for shmem mappings that ask for
+# them (tidal's memfd guest RAM does; QEMU's anonymous RAM gets them from "enabled").
+echo advise >/sys/kernel/mm/transparent_hugepage/shmem_enabled 2>/dev/null || true
 say "command starting at uptime $(uptime_s)s"
 uptime_s >/rigctl/l1-start
 chroot $R /bin/sh /run/tidal-rig/run.sh

@@ -58,6 +58,12 @@ int guest_mem_init(struct guest_mem *gm, const char *name, uint64_t ram_size, ui
                 return -errno;
         /* Guest RAM in a core dump of tidal would be large and would leak guest secrets. */
         (void)madvise(base, ram_size, MADV_DONTDUMP);
+        /*
+         * Huge pages where the host allows them for shmem (shmem_enabled=advise): far fewer
+         * faults and TLB misses, as QEMU gets for its anonymous RAM. Discards of 4 KiB pages
+         * still work: the kernel splits the huge page.
+         */
+        (void)madvise(base, ram_size, MADV_HUGEPAGE);
 
         gm->base = base;
         gm->memfd = TAKE_FD(fd);
