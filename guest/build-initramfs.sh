@@ -22,10 +22,7 @@ CC=${CC:-gcc}
 
 stamp="$(ifs_stamp "$HERE/init.c" "$HERE/build-initramfs.sh" "$HERE/initramfs-lib.sh" \
         "$BB" "$CACHE/kernel/version") ${MODULES[*]} $CC"
-if [[ -f $OUT && -f $OUT.stamp && $(<"$OUT.stamp") == "$stamp" ]]; then
-        echo "$OUT"
-        exit 0
-fi
+ifs_exit_if_current "$OUT" "$stamp"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

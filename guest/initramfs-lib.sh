@@ -105,3 +105,12 @@ ifs_stamp() {
                 fi
         done | sha256sum | cut -d' ' -f1
 }
+
+# Prints OUT and ends the calling script when OUT was already built from exactly STAMP.
+ifs_exit_if_current() {
+        local out=$1 stamp=$2
+        if [[ -f $out && -f $out.stamp && $(<"$out.stamp") == "$stamp" ]]; then
+                echo "$out"
+                exit 0
+        fi
+}

@@ -23,10 +23,7 @@ BB=$(ifs_busybox)
 
 stamp="$(ifs_stamp "$HERE/l1-init.sh" "$HERE/build-l1-initramfs.sh" \
         "$HERE/../../guest/initramfs-lib.sh" "$BB" "$CACHE/kernel/version") ${MODULES[*]}"
-if [[ -f $OUT && -f $OUT.stamp && $(<"$OUT.stamp") == "$stamp" ]]; then
-        echo "$OUT"
-        exit 0
-fi
+ifs_exit_if_current "$OUT" "$stamp"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

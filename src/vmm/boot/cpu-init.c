@@ -54,7 +54,7 @@ static int write_gdt(struct guest_mem *gm)
  */
 static int write_reset_vector(struct guest_mem *gm)
 {
-        const uint8_t stub[] = {
+        const uint8_t reset_code[] = {
                 0xba,
                 LAYOUT_PORT_ACPI_RESET & 0xff,
                 LAYOUT_PORT_ACPI_RESET >> 8,
@@ -65,11 +65,11 @@ static int write_reset_vector(struct guest_mem *gm)
                 0xeb,
                 0xfd,
         };
-        uint8_t *dst = guest_mem_ptr(gm, LAYOUT_RESET_VECTOR, sizeof(stub));
+        uint8_t *dst = guest_mem_ptr(gm, LAYOUT_RESET_VECTOR, sizeof(reset_code));
 
         if (!dst)
                 return -ENOSPC;
-        memcpy(dst, stub, sizeof(stub));
+        memcpy(dst, reset_code, sizeof(reset_code));
         return 0;
 }
 
