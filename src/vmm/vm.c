@@ -293,8 +293,6 @@ static int vm_build(struct vm *vm)
 
         bus_init(&vm->pio, "pio");
         bus_init(&vm->mmio, "mmio");
-        if (vm->vmm->boots == 0)
-                hint_shmem_huge_pages();
         r = guest_mem_init(&vm->mem, cfg->name, cfg->memory, LAYOUT_PCI_HOLE_START);
         if (r < 0)
                 return log_errno(r, "cannot allocate %llu MiB of guest RAM",
@@ -302,6 +300,9 @@ static int vm_build(struct vm *vm)
         r = open_kvm(vm);
         if (r < 0)
                 return r;
+        /* After the KVM check: a VMM that cannot run at all should say only why. */
+        if (vm->vmm->boots == 0)
+                hint_shmem_huge_pages();
         r = kvm_vm_map_memory(&vm->kvm, &vm->mem);
         if (r < 0)
                 return log_errno(r, "cannot map guest RAM into KVM");
