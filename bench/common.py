@@ -2,14 +2,13 @@
 and running inside the nested rig where /dev/kvm is missing."""
 import os
 import statistics
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
 
-from guest import Guest, prepare_guest  # noqa: E402,F401
+from guest import Guest, prepare_guest, run_in_rig  # noqa: E402,F401
 
 CMDLINE = "console=ttyS0 quiet"
 
@@ -18,10 +17,8 @@ def in_rig_or_direct(argv_inside, build_dir, log, timeout=3600, mem=4096):
     """Returns None when KVM is usable here; otherwise runs argv_inside in the rig."""
     if os.path.exists("/dev/kvm") and os.environ.get("TIDAL_RIG") != "force":
         return None
-    argv = [os.path.join(SRC, "tests", "rig", "run"), "--mem", str(mem), "--timeout",
-            str(timeout), "--log", log, "--share", SRC, "--share", build_dir, "--"] + argv_inside
     print("no usable /dev/kvm here: benchmarking inside the nested rig", file=sys.stderr)
-    rc = subprocess.call(argv)
+    rc = run_in_rig(argv_inside, build_dir, log, timeout, mem)
     with open(log, errors="replace") as f:
         for line in f:
             if line.startswith("BENCH"):

@@ -31,6 +31,18 @@ def prepare_guest(build_dir):
     return os.path.join(cache, "kernel", "vmlinuz"), initrd
 
 
+def run_in_rig(argv_inside, build_dir, log, timeout, mem=4096, env=()):
+    """Runs argv_inside in the nested rig (tests/rig/run); returns its exit status.
+
+    The source tree is shared as well as the build directory: it need not lie under the host
+    root the rig shares read-only (CI clones anywhere, /tmp included, and /tmp is L1's own)."""
+    argv = [os.path.join(SRC, "tests", "rig", "run"), "--mem", str(mem), "--timeout",
+            str(timeout), "--log", log, "--share", SRC, "--share", build_dir]
+    for name in env:
+        argv += ["--env", name]
+    return subprocess.call(argv + ["--"] + list(argv_inside))
+
+
 class Guest:
     def __init__(self, argv, log_path, env=None):
         self.argv = argv

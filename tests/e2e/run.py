@@ -7,17 +7,14 @@ with an emulated SVM CPU, where kvm-amd gives a real /dev/kvm for the L2 guests.
 """
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from guest import prepare_guest  # noqa: E402
+from guest import prepare_guest, run_in_rig  # noqa: E402
 import suites  # noqa: E402
 
 
@@ -66,19 +63,15 @@ def main():
         host_rc = run_tests(ctx, suites.HOST_SUITES.get(args.suite, []))
         if os.path.exists("/dev/kvm") and os.environ.get("TIDAL_RIG") != "force":
             return run_tests(ctx, names) or host_rc
-        argv = [os.path.join(SRC, "tests", "rig", "run"), "--mem", args.rig_mem,
-                "--timeout", args.timeout, "--log", os.path.join(log_dir, "rig-console.log"),
-                # The source tree too: it need not be under the host root the rig shares (CI
-                # clones anywhere, /tmp included, and /tmp is L1's own).
-                "--share", SRC, "--share", build_dir, "--env", "TIDAL_DEBUG", "--env", "TIDAL_E2E_CMDLINE", "--",
-                sys.executable, os.path.abspath(__file__), "--inside", "--tidal", tidal,
-                "--build-dir", build_dir, "--suite", args.suite,
-                "--kernel", kernel, "--initrd", initrd]
+        inside = [sys.executable, os.path.abspath(__file__), "--inside", "--tidal", tidal,
+                  "--build-dir", build_dir, "--suite", args.suite,
+                  "--kernel", kernel, "--initrd", initrd]
         for n in args.only:
-            argv += ["--only", n]
+            inside += ["--only", n]
         print("no usable /dev/kvm here: running the %s suite inside the nested rig" % args.suite,
               flush=True)
-        rc = subprocess.call(argv)
+        rc = run_in_rig(inside, build_dir, os.path.join(log_dir, "rig-console.log"),
+                        args.timeout, args.rig_mem, env=["TIDAL_DEBUG", "TIDAL_E2E_CMDLINE"])
         # The rig shows its whole console only on failure; always show the test results.
         with open(os.path.join(log_dir, "rig-console.log"), errors="replace") as f:
             for line in f:
