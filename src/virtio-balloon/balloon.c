@@ -204,6 +204,7 @@ void balloon_get_state(struct balloon *b, struct balloon_state *ret)
         virtio_dev_lock(&b->dev);
         *ret = (struct balloon_state){
                 .driver_ok = virtio_dev_running(&b->dev),
+                .needs_reset = b->dev.status & VIRTIO_STATUS_DEVICE_NEEDS_RESET,
                 .features = b->dev.driver_features,
                 .target_bytes = (uint64_t)b->num_pages * GUEST_PAGE_SIZE,
                 .actual_bytes = MIN((uint64_t)b->actual, b->ram_pages) * GUEST_PAGE_SIZE,

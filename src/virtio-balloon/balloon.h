@@ -76,6 +76,7 @@ int balloon_set_stats_period(struct balloon *b, uint32_t seconds);
 
 struct balloon_state {
         bool driver_ok;          /* the driver set DRIVER_OK and the device is not broken */
+        bool needs_reset;        /* the guest broke the protocol; waiting for a device reset */
         uint64_t features;       /* negotiated */
         uint64_t target_bytes;   /* what the VMM asked for */
         uint64_t actual_bytes;   /* what the driver says it holds, clamped to guest RAM */

@@ -10,11 +10,35 @@
 #include "vmm/api/server.h"
 #include "vmm/vm-internal.h"
 
+static void balloon_counters(const struct balloon_metrics *m, struct api_balloon_counters *c)
+{
+        *c = (struct api_balloon_counters){
+                .inflate_requests = m->inflate_requests,
+                .deflate_requests = m->deflate_requests,
+                .report_requests = m->report_requests,
+                .inflated_bytes = m->inflated_pages * GUEST_PAGE_SIZE,
+                .deflated_bytes = m->deflated_pages * GUEST_PAGE_SIZE,
+                .reported_bytes = m->reported_pages * GUEST_PAGE_SIZE,
+                .discarded_bytes = m->discarded_bytes,
+                .discard_calls = m->discard_calls,
+                .discard_errors = m->discard_errors,
+                .out_of_range_pages = m->out_of_range_pfns,
+                .skipped_reports = m->skipped_reports,
+                .malformed_requests = m->malformed_events,
+        };
+}
+
 static void balloon_info(struct balloon *b, struct api_balloon_info *info)
 {
         struct balloon_state st;
 
         balloon_get_state(b, &st);
+        info->driver = st.needs_reset ? API_DRIVER_NEEDS_RESET
+                       : st.driver_ok ? API_DRIVER_RUNNING
+                                      : API_DRIVER_NONE;
+        info->inflated = st.inflated_bytes;
+        info->stats_count = st.stats_seq;
+        balloon_counters(&st.metrics, &info->counters);
         info->target = st.target_bytes;
         info->actual = st.actual_bytes;
         info->stats_period = st.stats_period_s;

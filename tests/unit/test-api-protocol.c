@@ -188,7 +188,11 @@ static void info_encoding(void **state)
                             .have_stats = true,
                             .stats_age_ms = 1500,
                             .stats_present = (1u << 4) | (1u << 2),
-                            .stats = {[2] = 7, [4] = 300 << 20}},
+                            .stats = {[2] = 7, [4] = 300 << 20},
+                            .driver = API_DRIVER_NEEDS_RESET,
+                            .inflated = 64 << 20,
+                            .stats_count = 3,
+                            .counters = {.discard_calls = 9, .out_of_range_pages = 2}},
         };
         struct json_object *o;
         const char *s;
@@ -199,8 +203,14 @@ static void info_encoding(void **state)
                 s, "{\"name\":\"vm1\",\"pid\":42,\"state\":\"running\",\"boots\":1,\"vcpus\":2,"
                    "\"memory_bytes\":1073741824,\"kernel\":null,\"initrd\":null,"
                    "\"cmdline\":\"console=ttyS0\",\"balloon\":{\"target_bytes\":268435456,"
-                   "\"actual_bytes\":134217728,\"stats_period_s\":5,\"stats\":{\"age_ms\":1500,"
-                   "\"major_faults\":7,\"free_memory_bytes\":314572800}}}");
+                   "\"actual_bytes\":134217728,\"driver\":\"needs-reset\","
+                   "\"inflated_bytes\":67108864,\"stats_period_s\":5,\"stats_count\":3,"
+                   "\"stats\":{\"age_ms\":1500,\"major_faults\":7,"
+                   "\"free_memory_bytes\":314572800},\"counters\":{\"inflate_requests\":0,"
+                   "\"deflate_requests\":0,\"report_requests\":0,\"inflated_bytes\":0,"
+                   "\"deflated_bytes\":0,\"reported_bytes\":0,\"discarded_bytes\":0,"
+                   "\"discard_calls\":9,\"discard_errors\":0,\"out_of_range_pages\":2,"
+                   "\"skipped_reports\":0,\"malformed_requests\":0}}}");
         json_object_put(o);
 
         info.has_balloon = false;

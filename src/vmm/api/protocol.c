@@ -306,6 +306,42 @@ static void add_u64(struct json_object *o, const char *key, uint64_t n, bool *fa
         add(o, key, v, failed);
 }
 
+static const char *driver_state_name(enum api_driver_state state)
+{
+        switch (state) {
+        case API_DRIVER_NONE:
+                return "none";
+        case API_DRIVER_RUNNING:
+                return "running";
+        case API_DRIVER_NEEDS_RESET:
+                return "needs-reset";
+        }
+        return "unknown";
+}
+
+static struct json_object *counters_to_json(const struct api_balloon_counters *c, bool *failed)
+{
+        struct json_object *o = json_object_new_object();
+
+        if (!o) {
+                *failed = true;
+                return NULL;
+        }
+        add_u64(o, "inflate_requests", c->inflate_requests, failed);
+        add_u64(o, "deflate_requests", c->deflate_requests, failed);
+        add_u64(o, "report_requests", c->report_requests, failed);
+        add_u64(o, "inflated_bytes", c->inflated_bytes, failed);
+        add_u64(o, "deflated_bytes", c->deflated_bytes, failed);
+        add_u64(o, "reported_bytes", c->reported_bytes, failed);
+        add_u64(o, "discarded_bytes", c->discarded_bytes, failed);
+        add_u64(o, "discard_calls", c->discard_calls, failed);
+        add_u64(o, "discard_errors", c->discard_errors, failed);
+        add_u64(o, "out_of_range_pages", c->out_of_range_pages, failed);
+        add_u64(o, "skipped_reports", c->skipped_reports, failed);
+        add_u64(o, "malformed_requests", c->malformed_requests, failed);
+        return o;
+}
+
 static struct json_object *stats_to_json(const struct api_balloon_info *b, bool *failed)
 {
         struct json_object *o = json_object_new_object();
@@ -331,8 +367,12 @@ static struct json_object *balloon_to_json(const struct api_balloon_info *b, boo
         }
         add_u64(o, "target_bytes", b->target, failed);
         add_u64(o, "actual_bytes", b->actual, failed);
+        add_str(o, "driver", driver_state_name(b->driver), failed);
+        add_u64(o, "inflated_bytes", b->inflated, failed);
         add_u64(o, "stats_period_s", b->stats_period, failed);
+        add_u64(o, "stats_count", b->stats_count, failed);
         add(o, "stats", b->have_stats ? stats_to_json(b, failed) : NULL, failed);
+        add(o, "counters", counters_to_json(&b->counters, failed), failed);
         return o;
 }
 

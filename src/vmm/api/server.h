@@ -20,6 +20,21 @@ enum api_vm_state {
         API_VM_REBOOTING, /* a reboot was requested and has not taken effect yet */
 };
 
+/* Where the guest's driver of a virtio device stands. */
+enum api_driver_state {
+        API_DRIVER_NONE,        /* not (yet) driving it: no DRIVER_OK since the last reset */
+        API_DRIVER_RUNNING,     /* DRIVER_OK */
+        API_DRIVER_NEEDS_RESET, /* the guest broke the protocol; the device waits for a reset */
+};
+
+/* What the balloon did since the VM started (struct balloon_metrics, by name). */
+struct api_balloon_counters {
+        uint64_t inflate_requests, deflate_requests, report_requests;
+        uint64_t inflated_bytes, deflated_bytes, reported_bytes, discarded_bytes;
+        uint64_t discard_calls, discard_errors;
+        uint64_t out_of_range_pages, skipped_reports, malformed_requests;
+};
+
 /* Virtio-balloon statistics are indexed by their virtio tag (VIRTIO_BALLOON_S_*). */
 #define API_BALLOON_STATS_MAX 16
 
@@ -31,6 +46,10 @@ struct api_balloon_info {
         uint64_t stats_age_ms;  /* how old the latest report is */
         uint32_t stats_present; /* bit n set: stats[n] was in the report */
         uint64_t stats[API_BALLOON_STATS_MAX]; /* values as the guest reported them */
+        enum api_driver_state driver;
+        uint64_t inflated;    /* bytes the host counted as inflated (punched out) */
+        uint64_t stats_count; /* statistics buffers received */
+        struct api_balloon_counters counters;
 };
 
 /* What "info" reports. Strings may be NULL (absent); they must live until the callback returns. */
