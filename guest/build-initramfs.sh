@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # build-initramfs.sh OUT.cpio.gz [CACHE_DIR] - build the tidal test guest initramfs.
 #
-# Contents: /init (static, from guest/init.c), /bin/busybox + applet symlinks,
+# Contents: /init (static, from guest/init.c), /bin/hostile-virtio (a broken virtio driver,
+# from guest/hostile-virtio.c, for the hostile-guest tests), /bin/busybox + applet symlinks,
 # the virtio modules (with dependencies) and /etc/tidal-modules in load order.
 # Rebuilds only when an input changed (OUT.stamp holds the input hash).
 set -euo pipefail
@@ -20,7 +21,7 @@ ifs_kernel "${2:-${TIDAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tidal}}"
 BB=$(ifs_busybox)
 CC=${CC:-gcc}
 
-stamp="$(ifs_stamp "$HERE/init.c" "$HERE/build-initramfs.sh" "$HERE/initramfs-lib.sh" \
+stamp="$(ifs_stamp "$HERE/init.c" "$HERE/hostile-virtio.c" "$HERE/build-initramfs.sh" "$HERE/initramfs-lib.sh" \
         "$BB" "$CACHE/kernel/version") ${MODULES[*]} $CC"
 ifs_exit_if_current "$OUT" "$stamp"
 
@@ -30,7 +31,10 @@ root=$work/root
 mkdir -p "$root"/{dev,proc,sys,tmp,etc,root}
 $CC -static -O2 -Wall -Wextra -Werror -o "$root/init" "$HERE/init.c" ||
         ifs_die "compiling init.c failed (need gcc and libc6-dev for static linking)"
-strip "$root/init" 2>/dev/null || true
+mkdir -p "$root/bin"
+$CC -static -O2 -Wall -Wextra -Werror -o "$root/bin/hostile-virtio" "$HERE/hostile-virtio.c" ||
+        ifs_die "compiling hostile-virtio.c failed"
+strip "$root/init" "$root/bin/hostile-virtio" 2>/dev/null || true
 ifs_add_busybox "$root" "$BB"
 ifs_add_modules "$root" "$KMODDIR" "${MODULES[@]}"
 echo "$KVER" >"$root/etc/tidal-kernel-version"

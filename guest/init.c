@@ -257,6 +257,50 @@ static void cmd_alloc(const char *arg)
         printf("OK alloc\n");
 }
 
+/*
+ * Touch @arg MiB in a child process and free it again. Unlike alloc, an out-of-memory kill
+ * hits the child, not init (whose death would panic the guest), and is reported.
+ */
+static void cmd_tryalloc(const char *arg)
+{
+        size_t mib;
+        pid_t pid;
+        int status;
+
+        if (parse_mib(arg, &mib) < 0) {
+                reply_err("tryalloc", "bad size");
+                return;
+        }
+        fflush(NULL);
+        pid = fork();
+        if (pid < 0) {
+                reply_err("tryalloc", "fork: %s", strerror(errno));
+                return;
+        }
+        if (pid == 0) {
+                /* NORESERVE: past the overcommit heuristic, to the OOM killer. */
+                char *p = mmap(NULL, mib * MIB, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+                if (p == MAP_FAILED)
+                        _exit(1);
+                for (size_t off = 0; off < mib * MIB; off += 4096)
+                        p[off] = 1;
+                _exit(0);
+        }
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR) {
+                        reply_err("tryalloc", "waitpid: %s", strerror(errno));
+                        return;
+                }
+        if (WIFSIGNALED(status))
+                reply_err("tryalloc", "killed by signal %d", WTERMSIG(status));
+        else if (WEXITSTATUS(status) != 0)
+                reply_err("tryalloc", "mmap failed");
+        else
+                printf("OK tryalloc %zu\n", mib);
+}
+
 /* Release @len bytes, newest chunks first (the tail of a chunk if partial). */
 static void release_bytes(size_t len)
 {
@@ -516,6 +560,8 @@ static void dispatch(char *line)
                 cmd_cpus();
         else if (strcmp(verb, "alloc") == 0)
                 cmd_alloc(arg);
+        else if (strcmp(verb, "tryalloc") == 0)
+                cmd_tryalloc(arg);
         else if (strcmp(verb, "free") == 0)
                 cmd_free(arg);
         else if (strcmp(verb, "pagecache") == 0)

@@ -13,7 +13,7 @@ import time
 
 SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-READY_RE = re.compile(r"TIDAL-GUEST-READY cpus=(\d+) memtotal_kb=(\d+) uptime_ms=(\d+)")
+READY_RE = re.compile(r"TIDAL-GUEST-READY cpus=(\d+) memtotal_kb=(\d+) uptime_ms=(\d+)\r?\n")
 
 
 class GuestError(AssertionError):
@@ -114,17 +114,26 @@ class Guest:
         self.proc.stdin.write((line + "\n").encode())
         self.proc.stdin.flush()
 
-    def cmd(self, line, timeout=120):
-        """Runs a guest command; returns its output lines (without the OK line)."""
+    def _run(self, line, timeout):
         name = line.split()[0]
         start = self.pos
         self.send(line)
-        m = self.wait_for(r"(?m)^(OK %s.*|ERR %s.*)\r?$" % (re.escape(name), re.escape(name)),
-                          timeout)
+        # Up to the newline: "$" would also match a line still being received.
+        m = self.wait_for(r"(?m)^(OK %s[^\r\n]*|ERR %s[^\r\n]*)\r?\n" %
+                          (re.escape(name), re.escape(name)), timeout)
         if m.group(1).startswith("ERR"):
             raise GuestError("guest command %r failed: %s" % (line, m.group(1)))
         body = self.text()[start:m.start()]
-        return [l.rstrip("\r") for l in body.splitlines() if l.strip()]
+        return m.group(1), [l.rstrip("\r") for l in body.splitlines() if l.strip()]
+
+    def cmd(self, line, timeout=120):
+        """Runs a guest command; returns its output lines (without the OK line)."""
+        return self._run(line, timeout)[1]
+
+    def exec(self, command, timeout=120):
+        """Runs a shell command in the guest; returns (exit status, output lines)."""
+        ok, lines = self._run("exec " + command, timeout)
+        return int(re.search(r"rc=(\d+)", ok).group(1)), lines
 
     def meminfo(self):
         out = {}

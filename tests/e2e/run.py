@@ -6,8 +6,11 @@ this script re-runs itself inside the nested rig (tests/rig/run): an L1 Linux un
 with an emulated SVM CPU, where kvm-amd gives a real /dev/kvm for the L2 guests.
 """
 import argparse
+import glob
 import os
+import subprocess
 import sys
+import threading
 import time
 import traceback
 
@@ -18,11 +21,58 @@ from guest import prepare_guest, run_in_rig  # noqa: E402
 import suites  # noqa: E402
 
 
-def run_tests(ctx, names):
+STUCK_AFTER_S = 300
+
+
+def dump_system_state(name):
+    """What every process is waiting for, so that a stuck test says why (kernel stacks too)."""
+    print("WATCHDOG %s has run for %d s: system state follows" % (name, STUCK_AFTER_S), flush=True)
+    subprocess.call(["ps", "-eo", "pid,stat,wchan:32,etime,time,args"])
+    for stack in glob.glob("/proc/[0-9]*/task/*/stack"):
+        try:
+            with open(stack) as f:
+                text = f.read()
+            with open(stack.replace("/stack", "/comm")) as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if comm in ("tidal", "python3", "qemu-system-x86"):
+            print("--- %s (%s)\n%s" % (stack, comm, text), flush=True)
+    subprocess.call(["dmesg", "--ctime"], stdout=sys.stdout, stderr=subprocess.DEVNULL)
+    sys.stdout.flush()
+
+
+class Watchdog:
+    """Dumps the system state once when a test runs longer than STUCK_AFTER_S (inside the rig,
+    where a hang otherwise shows only as the rig's timeout)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.current = None
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def start(self, name):
+        with self.lock:
+            self.current = (name, time.monotonic(), False)
+
+    def _run(self):
+        while True:
+            time.sleep(10)
+            with self.lock:
+                cur = self.current
+                if not cur or cur[2] or time.monotonic() - cur[1] < STUCK_AFTER_S:
+                    continue
+                self.current = (cur[0], cur[1], True)
+            dump_system_state(cur[0])
+
+
+def run_tests(ctx, names, watchdog=None):
     passed, failed = 0, []
     for name in names:
         fn = suites.ALL[name]
         t0 = time.monotonic()
+        if watchdog:
+            watchdog.start(name)
         print("RUN  %s" % name, flush=True)
         try:
             fn(ctx)
@@ -62,7 +112,7 @@ def main():
         # Host-side checks that need no KVM at all.
         host_rc = run_tests(ctx, suites.HOST_SUITES.get(args.suite, []))
         if os.path.exists("/dev/kvm") and os.environ.get("TIDAL_RIG") != "force":
-            return run_tests(ctx, names) or host_rc
+            return run_tests(ctx, names, Watchdog()) or host_rc
         inside = [sys.executable, os.path.abspath(__file__), "--inside", "--tidal", tidal,
                   "--build-dir", build_dir, "--suite", args.suite,
                   "--kernel", kernel, "--initrd", initrd]
@@ -80,7 +130,7 @@ def main():
         return rc or host_rc
 
     ctx = suites.Context(tidal, args.kernel, args.initrd, log_dir, in_rig=True)
-    return run_tests(ctx, names)
+    return run_tests(ctx, names, Watchdog())
 
 
 if __name__ == "__main__":
