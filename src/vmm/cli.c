@@ -76,24 +76,137 @@ _printf_(3, 4) static int fail(char *err, size_t err_size, const char *fmt, ...)
         return -EINVAL;
 }
 
-static int parse_memory(const char *arg, uint64_t host_memory, uint64_t *ret, char *err,
-                        size_t err_size)
+/* One size: a multiple of 2 MiB, within what tidal and this host can give a guest. */
+static int parse_memory_size(const char *what, const char *arg, uint64_t host_memory, uint64_t *ret,
+                             char *err, size_t err_size)
 {
         char host[32];
         uint64_t v;
 
         if (parse_size(arg, &v) < 0)
-                return fail(err, err_size, "--memory: '%s' is not a size (try 512M or 2G)", arg);
-        if (v < VM_MIN_MEMORY)
-                return fail(err, err_size, "--memory: %s is below the minimum of 64M", arg);
+                return fail(err, err_size, "--memory: %s '%s' is not a size (try 512M or 2G)", what,
+                            arg);
         if (v > VM_MAX_MEMORY)
-                return fail(err, err_size, "--memory: %s is above the maximum of 1T", arg);
+                return fail(err, err_size, "--memory: %s %s is above the maximum of 1T", what, arg);
         if (!IS_ALIGNED(v, VM_MEMORY_ALIGN))
-                return fail(err, err_size, "--memory: %s is not a multiple of 2M", arg);
+                return fail(err, err_size, "--memory: %s %s is not a multiple of 2M", what, arg);
         if (host_memory && v > host_memory)
-                return fail(err, err_size, "--memory: %s is more than this host has (%s)", arg,
-                            format_size(host_memory, host, sizeof(host)));
+                return fail(err, err_size, "--memory: %s %s is more than this host has (%s)", what,
+                            arg, format_size(host_memory, host, sizeof(host)));
         *ret = v;
+        return 0;
+}
+
+static int parse_memory_item(char *item, uint64_t host_memory, struct vm_config *cfg,
+                             unsigned *given, char *err, size_t err_size)
+{
+        static const struct {
+                const char *key;
+                unsigned bit;
+        } sizes[] = {{"startup", MEM_SET_STARTUP},
+                     {"minimum", MEM_SET_MINIMUM},
+                     {"maximum", MEM_SET_MAXIMUM},
+                     {"ceiling", 0}};
+        char *eq = strchr(item, '=');
+        uint64_t n;
+
+        if (!eq)
+                return fail(err, err_size, "--memory: '%s' is not KEY=VALUE", item);
+        *eq = '\0';
+        for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
+                if (strcmp(item, sizes[i].key) != 0)
+                        continue;
+                *given |= sizes[i].bit;
+                return parse_memory_size(item, eq + 1, i == 3 ? 0 : host_memory,
+                                         i == 0   ? &cfg->mem.startup
+                                         : i == 1 ? &cfg->mem.minimum
+                                         : i == 2 ? &cfg->mem.maximum
+                                                  : &cfg->mem_ceiling,
+                                         err, err_size);
+        }
+        if (strcmp(item, "buffer") == 0) {
+                if (parse_uint(eq + 1, MEM_BUFFER_MIN, MEM_BUFFER_MAX, &n) < 0)
+                        return fail(err, err_size,
+                                    "--memory: buffer must be %u-%u (percent), not '%s'",
+                                    MEM_BUFFER_MIN, MEM_BUFFER_MAX, eq + 1);
+                cfg->mem.buffer = (unsigned)n;
+                return 0;
+        }
+        if (strcmp(item, "weight") == 0) {
+                if (parse_uint(eq + 1, 0, MEM_WEIGHT_MAX, &n) < 0)
+                        return fail(err, err_size, "--memory: weight must be 0-%u, not '%s'",
+                                    MEM_WEIGHT_MAX, eq + 1);
+                cfg->mem.weight = (unsigned)n;
+                return 0;
+        }
+        return fail(err, err_size,
+                    "--memory: unknown setting '%s' (startup, minimum, maximum, buffer, weight, "
+                    "ceiling)",
+                    item);
+}
+
+/* Dynamic memory's defaults: minimum min(512M, startup), maximum the host's RAM (at least
+ * startup), ceiling 4x maximum (capped at 1T), the way Hyper-V fills in what is not given. */
+static int finish_dynamic_memory(uint64_t host_memory, unsigned given, struct vm_config *cfg,
+                                 char *err, size_t err_size)
+{
+        struct mem_settings *m = &cfg->mem;
+
+        if (!(given & MEM_SET_STARTUP))
+                return fail(err, err_size, "--memory: startup= is required");
+        if (!(given & MEM_SET_MINIMUM))
+                m->minimum = MIN(m->startup, MEM_MINIMUM_DEFAULT);
+        if (!(given & MEM_SET_MAXIMUM))
+                m->maximum = MAX(m->startup,
+                                 MIN(ALIGN_DOWN(host_memory, VM_MEMORY_ALIGN), VM_MAX_MEMORY));
+        if (!cfg->mem_ceiling)
+                cfg->mem_ceiling = MIN(m->maximum * VM_CEILING_FACTOR, VM_MAX_MEMORY);
+        if (mem_settings_check(m, err, err_size) < 0) {
+                char msg[200];
+
+                snprintf(msg, sizeof(msg), "%s", err);
+                return fail(err, err_size, "--memory: %s", msg);
+        }
+        if (cfg->mem_ceiling < m->maximum)
+                return fail(err, err_size, "--memory: ceiling is below maximum");
+        return 0;
+}
+
+static int parse_memory(const char *arg, uint64_t host_memory, struct vm_config *cfg, char *err,
+                        size_t err_size)
+{
+        char buf[256], size[32], *save = NULL;
+        unsigned given = 0;
+        int r;
+
+        if (strlen(arg) >= sizeof(buf) || arg[0] == '\0')
+                return fail(err, err_size, "--memory: invalid value");
+        strcpy(buf, arg);
+        if (!strchr(arg, '=')) {
+                r = parse_memory_size("size", arg, host_memory, &cfg->mem.startup, err, err_size);
+                if (r < 0)
+                        return r;
+                mem_settings_static(&cfg->mem, cfg->mem.startup);
+                cfg->mem_ceiling = cfg->mem.startup;
+        } else {
+                cfg->mem = (struct mem_settings){.dynamic = true,
+                                                 .buffer = MEM_BUFFER_DEFAULT,
+                                                 .weight = MEM_WEIGHT_DEFAULT};
+                for (char *item = strtok_r(buf, ",", &save); item;
+                     item = strtok_r(NULL, ",", &save)) {
+                        r = parse_memory_item(item, host_memory, cfg, &given, err, err_size);
+                        if (r < 0)
+                                return r;
+                }
+                r = finish_dynamic_memory(host_memory, given, cfg, err, err_size);
+                if (r < 0)
+                        return r;
+        }
+        if (cfg->mem.startup < VM_MIN_MEMORY)
+                return fail(err, err_size,
+                            "--memory: %s of startup memory is below the 64M a guest needs",
+                            format_size(cfg->mem.startup, size, sizeof(size)));
+        cfg->memory = cfg->mem.startup;
         return 0;
 }
 
@@ -202,7 +315,7 @@ static int parse_run_option(int opt, const char *arg, uint64_t host_memory, stru
                 cfg->cmdline = arg;
                 return 0;
         case OPT_MEMORY:
-                return parse_memory(arg, host_memory, &cfg->memory, err, err_size);
+                return parse_memory(arg, host_memory, cfg, err, err_size);
         case OPT_CPUS:
                 if (parse_uint(arg, 1, VM_MAX_CPUS, &n) < 0)
                         return fail(err, err_size, "--cpus: '%s' is not a number from 1 to %d", arg,

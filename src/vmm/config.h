@@ -5,11 +5,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define VM_MIN_MEMORY   (64ULL << 20)
-#define VM_MAX_MEMORY   (1ULL << 40) /* 1 TiB, as Hyper-V */
-#define VM_MEMORY_ALIGN (2ULL << 20) /* virtio-mem block size, so hot-plug lines up later */
-#define VM_MAX_CPUS     255          /* xAPIC IDs in the MADT; 255 is the broadcast ID */
-#define VM_NAME_MAX     64
+#include "tidal/memory-settings.h"
+
+#define VM_MIN_MEMORY     (64ULL << 20)
+#define VM_MAX_MEMORY     (1ULL << 40) /* 1 TiB, as Hyper-V */
+#define VM_MEMORY_ALIGN   (2ULL << 20) /* virtio-mem block size, so hot-plug lines up */
+#define VM_CEILING_FACTOR 4            /* default ceiling: 4x maximum, so maximum can grow */
+#define VM_MAX_CPUS       255          /* xAPIC IDs in the MADT; 255 is the broadcast ID */
+#define VM_NAME_MAX       64
 
 enum serial_mode {
         SERIAL_STDIO,
@@ -22,7 +25,9 @@ struct vm_config {
         const char *kernel_path;
         const char *initrd_path;
         const char *cmdline;
-        uint64_t memory;
+        uint64_t memory;         /* RAM at boot: mem.startup */
+        struct mem_settings mem; /* Startup, Minimum, Maximum, Buffer, Weight */
+        uint64_t mem_ceiling;    /* dynamic: the most RAM the guest can ever be given */
         unsigned nr_cpus;
         enum serial_mode serial;
         const char *serial_path;

@@ -147,7 +147,7 @@ def bad_inputs_exit_2(ctx):
         (["--kernel", ctx.initrd], "not a Linux bzImage"),
         (["--initrd", "/nonexistent/initrd"], "cannot read initrd"),
         (["--memory", "12T"], "--memory"),
-        (["--memory", "16M"], "below the minimum"),
+        (["--memory", "16M"], "below the 64M a guest needs"),
         (["--cpus", "0"], "--cpus"),
         (["--bogus"], "unknown option '--bogus'"),
     ]

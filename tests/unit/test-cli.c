@@ -88,6 +88,41 @@ static void balloon_and_socket(void **state)
         assert_false(cfg.balloon.enabled);
 }
 
+static void dynamic_memory(void **state)
+{
+        enum cli_action action;
+        struct vm_config cfg;
+        char err[256];
+
+        assert_int_equal(PARSE("run", "--kernel=/k", "--memory=1G"), 0);
+        assert_false(cfg.mem.dynamic);
+        assert_int_equal(cfg.mem.startup, 1ULL << 30);
+        assert_int_equal(cfg.mem.minimum, 1ULL << 30);
+        assert_int_equal(cfg.mem.maximum, 1ULL << 30);
+        assert_int_equal(cfg.mem_ceiling, 1ULL << 30);
+
+        assert_int_equal(PARSE("run", "--kernel=/k", "--memory",
+                               "startup=1G,minimum=512M,maximum=4G,buffer=30,weight=100"),
+                         0);
+        assert_true(cfg.mem.dynamic);
+        assert_int_equal(cfg.memory, 1ULL << 30);
+        assert_int_equal(cfg.mem.startup, 1ULL << 30);
+        assert_int_equal(cfg.mem.minimum, 512ULL << 20);
+        assert_int_equal(cfg.mem.maximum, 4ULL << 30);
+        assert_int_equal(cfg.mem.buffer, 30);
+        assert_int_equal(cfg.mem.weight, 100);
+        assert_int_equal(cfg.mem_ceiling, 16ULL << 30);
+
+        /* Defaults: minimum min(512M, startup), maximum the host's RAM, buffer 20, weight 5000;
+         * the ceiling may exceed the host (it is address space until memory is plugged). */
+        assert_int_equal(PARSE("run", "--kernel=/k", "--memory", "startup=256M,ceiling=64G"), 0);
+        assert_int_equal(cfg.mem.minimum, 256ULL << 20);
+        assert_int_equal(cfg.mem.maximum, HOST_MEM);
+        assert_int_equal(cfg.mem.buffer, 20);
+        assert_int_equal(cfg.mem.weight, 5000);
+        assert_int_equal(cfg.mem_ceiling, 64ULL << 30);
+}
+
 static void help_and_version(void **state)
 {
         enum cli_action action;
@@ -131,7 +166,27 @@ static void errors(void **state)
         expect_error("unknown option '--bogus'", "run", "--bogus", NULL);
         expect_error("needs a value", "run", "--kernel", NULL);
         expect_error("not a size", "run", "--kernel", "/k", "--memory", "lots", NULL);
-        expect_error("below the minimum", "run", "--kernel", "/k", "--memory", "16M", NULL);
+        expect_error("below the 64M a guest needs", "run", "--kernel", "/k", "--memory", "16M",
+                     NULL);
+        expect_error("startup= is required", "run", "--kernel", "/k", "--memory", "maximum=2G",
+                     NULL);
+        expect_error("minimum 2 GiB is above startup", "run", "--kernel", "/k", "--memory",
+                     "startup=1G,minimum=2G", NULL);
+        expect_error("maximum 512 MiB is below startup", "run", "--kernel", "/k", "--memory",
+                     "startup=1G,maximum=512M", NULL);
+        expect_error("below the smallest, 32 MiB", "run", "--kernel", "/k", "--memory",
+                     "startup=1G,minimum=16M", NULL);
+        expect_error("buffer must be 5-2000", "run", "--kernel", "/k", "--memory",
+                     "startup=1G,buffer=2", NULL);
+        expect_error("weight must be 0-10000", "run", "--kernel", "/k", "--memory",
+                     "startup=1G,weight=20000", NULL);
+        expect_error("unknown setting 'size'", "run", "--kernel", "/k", "--memory",
+                     "startup=1G,size=2G", NULL);
+        expect_error("maximum 16G is more than this host has", "run", "--kernel", "/k", "--memory",
+                     "startup=1G,maximum=16G", NULL);
+        expect_error("ceiling is below maximum", "run", "--kernel", "/k", "--memory",
+                     "startup=1G,maximum=4G,ceiling=2G", NULL);
+        expect_error("not KEY=VALUE", "run", "--kernel", "/k", "--memory", "startup=1G,2G", NULL);
         expect_error("above the maximum", "run", "--kernel", "/k", "--memory", "2T", NULL);
         expect_error("more than this host has", "run", "--kernel", "/k", "--memory", "16G", NULL);
         expect_error("multiple of 2M", "run", "--kernel", "/k", "--memory", "65M", NULL);
@@ -160,11 +215,9 @@ static void errors(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(full_run_line),
-                cmocka_unit_test(defaults),
-                cmocka_unit_test(balloon_and_socket),
-                cmocka_unit_test(help_and_version),
-                cmocka_unit_test(errors),
+                cmocka_unit_test(full_run_line),      cmocka_unit_test(defaults),
+                cmocka_unit_test(balloon_and_socket), cmocka_unit_test(dynamic_memory),
+                cmocka_unit_test(help_and_version),   cmocka_unit_test(errors),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
