@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "vmm/dynmem/controller.h"
+#include "tidal/macro.h"
+
+static uint64_t clamp_settings(uint64_t v, const struct mem_settings *s)
+{
+        return MIN(MAX(v, s->minimum), s->maximum);
+}
+
+static uint64_t deadband(uint64_t target)
+{
+        return MAX(CONTROLLER_DEADBAND_MIN, target / 32);
+}
+
+uint64_t controller_next_target(const struct controller_input *in)
+{
+        const struct mem_settings *s = in->settings;
+        uint64_t cur = clamp_settings(ALIGN_DOWN(in->target, MEM_BLOCK_SIZE), s);
+        /* Clamped first: the buffered demand saturates, and aligning that up would wrap. */
+        uint64_t want =
+                ALIGN_UP(clamp_settings(mem_with_buffer(in->demand, s->buffer), s), MEM_BLOCK_SIZE);
+        uint64_t step;
+
+        if (want > cur) {
+                if (want - cur < deadband(cur))
+                        return cur;
+                step = MIN(want - cur, CONTROLLER_GROW_MAX);
+                return cur + step;
+        }
+        /* Never squeeze a guest on stale figures: it may be too busy to report. */
+        if (cur - want < deadband(cur) || !in->fresh)
+                return cur;
+        step = MIN(MAX((cur - want) / 2, CONTROLLER_SHRINK_MIN), CONTROLLER_SHRINK_MAX);
+        step = MIN(ALIGN_UP(step, MEM_BLOCK_SIZE), cur - want);
+        return cur - step;
+}
+
+void controller_split(uint64_t target, uint64_t startup, uint64_t region, uint64_t vmem_stuck,
+                      struct mem_split *ret)
+{
+        ret->vmem = target > startup ? MIN(target - startup, region) : 0;
+        ret->balloon = (target < startup ? startup - target : 0) + vmem_stuck;
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The standalone memory controller: where a guest's memory should go next, from its settings
+ * and its demand, and how that splits between virtio-mem (above Startup) and the balloon
+ * (below it, and whatever virtio-mem cannot unplug). Pure functions, called once per
+ * statistics report; docs/dynamic-memory.md explains the choices.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tidal/memory-settings.h"
+
+#define CONTROLLER_DEADBAND_MIN (16ULL << 20) /* or 1/32 of the target, whichever is larger */
+#define CONTROLLER_SHRINK_MIN   (64ULL << 20) /* smallest step down */
+#define CONTROLLER_SHRINK_MAX   (2ULL << 30)  /* largest step down per report */
+#define CONTROLLER_GROW_MAX     (8ULL << 30)  /* largest step up per report */
+
+struct controller_input {
+        const struct mem_settings *settings;
+        uint64_t target; /* the current target: what the guest is being moved to */
+        uint64_t demand; /* bytes, from demand_estimate() */
+        bool fresh;      /* demand comes from a recent report; stale data never shrinks */
+};
+
+/*
+ * The next target: clamp(demand * (1 + buffer), minimum, maximum), reached in bounded steps
+ * (growing at once up to CONTROLLER_GROW_MAX, shrinking by half the gap, within
+ * [CONTROLLER_SHRINK_MIN, CONTROLLER_SHRINK_MAX]) and left alone inside the dead band. Always
+ * within [minimum, maximum] and a multiple of MEM_BLOCK_SIZE.
+ */
+uint64_t controller_next_target(const struct controller_input *in);
+
+struct mem_split {
+        uint64_t vmem;    /* virtio-mem requested size: memory plugged above startup */
+        uint64_t balloon; /* balloon target */
+};
+
+/*
+ * Splits a target between the two mechanisms. region: the virtio-mem region's size (0 for
+ * none). vmem_stuck: bytes virtio-mem still has plugged above its requested size and has
+ * stopped unplugging; the balloon covers them.
+ */
+void controller_split(uint64_t target, uint64_t startup, uint64_t region, uint64_t vmem_stuck,
+                      struct mem_split *ret);

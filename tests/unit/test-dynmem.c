@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The demand estimate and the standalone controller (src/vmm/dynmem). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "vmm/dynmem/controller.h"
+#include "vmm/dynmem/demand.h"
+
+#define MiB (1ULL << 20)
+#define GiB (1ULL << 30)
+
+static void set_stat(struct demand_sample *s, unsigned tag, uint64_t val)
+{
+        s->stats.val[tag] = val;
+        s->stats.present |= 1u << tag;
+}
+
+/* A report as a Debian 6.1 guest sends it (tags 0-9). */
+static struct demand_sample sample(uint64_t total, uint64_t avail, uint64_t assigned)
+{
+        struct demand_sample s = {.assigned = assigned};
+
+        set_stat(&s, BALLOON_STAT_MEMTOT, total);
+        set_stat(&s, BALLOON_STAT_AVAIL, avail);
+        set_stat(&s, BALLOON_STAT_MEMFREE, avail / 2);
+        set_stat(&s, BALLOON_STAT_MAJFLT, 100);
+        set_stat(&s, BALLOON_STAT_SWAP_IN, 0);
+        return s;
+}
+
+static void demand_is_total_minus_available(void **state)
+{
+        struct demand_sample s = sample(1000 * MiB, 600 * MiB, 1024 * MiB);
+        struct demand d;
+
+        assert_int_equal(demand_estimate(&s, NULL, &d), 0);
+        assert_int_equal(d.used, 400 * MiB);
+        assert_int_equal(d.demand, 400 * MiB);
+        assert_int_equal(d.pressure, 0);
+
+        /* Without deflate-on-OOM the balloon has already left MemTotal: nothing to subtract. */
+        s.balloon_actual = 300 * MiB;
+        assert_int_equal(demand_estimate(&s, NULL, &d), 0);
+        assert_int_equal(d.used, 400 * MiB);
+
+        /* With it, ballooned pages sit in MemTotal as used memory. */
+        s.deflate_on_oom = true;
+        assert_int_equal(demand_estimate(&s, NULL, &d), 0);
+        assert_int_equal(d.used, 100 * MiB);
+        s.balloon_actual = 900 * MiB;
+        assert_int_equal(demand_estimate(&s, NULL, &d), 0);
+        assert_int_equal(d.used, 0);
+}
+
+static void demand_distrusts_the_guest(void **state)
+{
+        struct demand_sample s = sample(100 * MiB, 900 * MiB, 512 * MiB);
+        struct demand d;
+
+        /* available > total */
+        assert_int_equal(demand_estimate(&s, NULL, &d), 0);
+        assert_int_equal(d.demand, 0);
+        /* claims to use more than it has */
+        s = sample(UINT64_MAX, 0, 512 * MiB);
+        assert_int_equal(demand_estimate(&s, NULL, &d), 0);
+        assert_int_equal(d.demand, 512 * MiB);
+        /* missing tags */
+        memset(&s, 0, sizeof(s));
+        set_stat(&s, BALLOON_STAT_MEMTOT, 1 * GiB);
+        assert_int_equal(demand_estimate(&s, NULL, &d), -ENODATA);
+}
+
+static void pressure_raises_demand(void **state)
+{
+        struct demand_sample prev = sample(1000 * MiB, 100 * MiB, 1000 * MiB);
+        struct demand_sample cur = prev;
+        struct demand d;
+
+        /* The same counters: no pressure. */
+        assert_int_equal(demand_estimate(&cur, &prev, &d), 0);
+        assert_int_equal(d.pressure, 0);
+        assert_int_equal(d.demand, 900 * MiB);
+
+        set_stat(&cur, BALLOON_STAT_SWAP_IN, 4096);
+        assert_int_equal(demand_estimate(&cur, &prev, &d), 0);
+        assert_int_equal(d.pressure, DEMAND_PRESSURE_SWAP_IN);
+        assert_int_equal(d.demand, 1000 * MiB + 125 * MiB);
+
+        /* A few major faults are normal; a burst is thrashing. */
+        cur = prev;
+        set_stat(&cur, BALLOON_STAT_MAJFLT, 100 + DEMAND_MAJOR_FAULTS_MIN - 1);
+        assert_int_equal(demand_estimate(&cur, &prev, &d), 0);
+        assert_int_equal(d.pressure, 0);
+        set_stat(&cur, BALLOON_STAT_MAJFLT, 100 + DEMAND_MAJOR_FAULTS_MIN);
+        assert_int_equal(demand_estimate(&cur, &prev, &d), 0);
+        assert_int_equal(d.pressure, DEMAND_PRESSURE_MAJOR_FAULTS);
+
+        /* Linux 6.12+ tags. */
+        cur = prev;
+        set_stat(&prev, BALLOON_STAT_ALLOC_STALL, 5);
+        set_stat(&cur, BALLOON_STAT_ALLOC_STALL, 6);
+        set_stat(&prev, BALLOON_STAT_DIRECT_RECLAIM, 1);
+        set_stat(&cur, BALLOON_STAT_DIRECT_RECLAIM, 9);
+        set_stat(&prev, BALLOON_STAT_OOM_KILL, 0);
+        set_stat(&cur, BALLOON_STAT_OOM_KILL, 1);
+        assert_int_equal(demand_estimate(&cur, &prev, &d), 0);
+        assert_int_equal(d.pressure, DEMAND_PRESSURE_ALLOC_STALL | DEMAND_PRESSURE_DIRECT_RECLAIM |
+                                             DEMAND_PRESSURE_OOM_KILL);
+
+        /* A counter going backwards (driver reloaded) or appearing is not pressure. */
+        set_stat(&cur, BALLOON_STAT_ALLOC_STALL, 0);
+        set_stat(&cur, BALLOON_STAT_DIRECT_RECLAIM, 0);
+        set_stat(&cur, BALLOON_STAT_OOM_KILL, 0);
+        set_stat(&cur, BALLOON_STAT_DIRECT_SCAN, 50);
+        assert_int_equal(demand_estimate(&cur, &prev, &d), 0);
+        assert_int_equal(d.pressure, 0);
+}
+
+static const struct mem_settings settings = {
+        .dynamic = true,
+        .startup = 1 * GiB,
+        .minimum = 512 * MiB,
+        .maximum = 4 * GiB,
+        .buffer = 20,
+        .weight = 5000,
+};
+
+static uint64_t next(uint64_t target, uint64_t demand, bool fresh)
+{
+        struct controller_input in = {&settings, target, demand, fresh};
+
+        return controller_next_target(&in);
+}
+
+static void controller_grows_at_once_and_clamps(void **state)
+{
+        /* 1000 MiB demand at 20 % -> 1200 MiB. */
+        assert_int_equal(next(1 * GiB, 1000 * MiB, true), 1200 * MiB);
+        /* Never above maximum, never below minimum. */
+        assert_int_equal(next(1 * GiB, 100 * GiB, true), 4 * GiB);
+        assert_int_equal(next(600 * MiB, 0, true), 536 * MiB); /* one 64 MiB step down */
+        assert_int_equal(next(536 * MiB, 0, true), 512 * MiB);
+        /* A target outside the settings (minimum was just lowered...) comes back inside. */
+        assert_int_equal(next(5 * GiB, 4 * GiB, true), 4 * GiB);
+        assert_int_equal(next(256 * MiB, 0, true), 512 * MiB);
+        /* Every target is whole 2 MiB blocks. */
+        assert_int_equal(next(1 * GiB, 1001 * MiB, true) % MEM_BLOCK_SIZE, 0);
+        assert_true(next(1 * GiB, 1001 * MiB, true) >= 1001 * MiB * 12 / 10);
+}
+
+static void controller_dead_band(void **state)
+{
+        /* Within 1/32 (or 16 MiB) of the wanted size nothing moves, either way. */
+        assert_int_equal(next(1200 * MiB, 990 * MiB, true), 1200 * MiB);
+        assert_int_equal(next(1200 * MiB, 1010 * MiB, true), 1200 * MiB);
+        /* A steady load converges and stays. */
+        uint64_t t = 4 * GiB;
+
+        for (int i = 0; i < 50; i++)
+                t = next(t, 700 * MiB, true);
+        assert_int_equal(t, 840 * MiB);
+        assert_int_equal(next(t, 700 * MiB, true), t);
+        assert_int_equal(next(t, 705 * MiB, true), t);
+        assert_int_equal(next(t, 695 * MiB, true), t);
+}
+
+static void controller_shrinks_in_bounded_steps(void **state)
+{
+        uint64_t t = 4 * GiB, prev;
+        int steps = 0;
+
+        /* Half the gap per report, at least 64 MiB, at most 2 GiB. */
+        assert_int_equal(next(4 * GiB, 0, true), 4 * GiB - 1792 * MiB);
+        while ((prev = t, t = next(t, 0, true)) != prev) {
+                assert_true(prev - t >= CONTROLLER_SHRINK_MIN || t == 512 * MiB);
+                assert_true(prev - t <= CONTROLLER_SHRINK_MAX);
+                steps++;
+        }
+        assert_int_equal(t, 512 * MiB);
+        assert_in_range(steps, 3, 10);
+        /* Stale statistics never shrink a guest; they may still grow it. */
+        assert_int_equal(next(2 * GiB, 0, false), 2 * GiB);
+        assert_int_equal(next(1 * GiB, 2 * GiB, false), 2458 * MiB); /* 2457.6 rounded up */
+}
+
+static void split_between_virtio_mem_and_balloon(void **state)
+{
+        struct mem_split s;
+
+        controller_split(3 * GiB, 1 * GiB, 15 * GiB, 0, &s);
+        assert_int_equal(s.vmem, 2 * GiB);
+        assert_int_equal(s.balloon, 0);
+        controller_split(1 * GiB, 1 * GiB, 15 * GiB, 0, &s);
+        assert_int_equal(s.vmem, 0);
+        assert_int_equal(s.balloon, 0);
+        controller_split(600 * MiB, 1 * GiB, 15 * GiB, 0, &s);
+        assert_int_equal(s.vmem, 0);
+        assert_int_equal(s.balloon, 424 * MiB);
+        /* What virtio-mem cannot unplug, the balloon takes. */
+        controller_split(1536 * MiB, 1 * GiB, 15 * GiB, 256 * MiB, &s);
+        assert_int_equal(s.vmem, 512 * MiB);
+        assert_int_equal(s.balloon, 256 * MiB);
+        /* No region: above startup is out of reach. */
+        controller_split(2 * GiB, 1 * GiB, 0, 0, &s);
+        assert_int_equal(s.vmem, 0);
+        assert_int_equal(s.balloon, 0);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(demand_is_total_minus_available),
+                cmocka_unit_test(demand_distrusts_the_guest),
+                cmocka_unit_test(pressure_raises_demand),
+                cmocka_unit_test(controller_grows_at_once_and_clamps),
+                cmocka_unit_test(controller_dead_band),
+                cmocka_unit_test(controller_shrinks_in_bounded_steps),
+                cmocka_unit_test(split_between_virtio_mem_and_balloon),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
