@@ -23,12 +23,17 @@
 /* Upper bounds the protocol itself enforces; the VMM then checks against the actual VM. */
 #define API_BALLOON_BYTES_MAX (1ULL << 40) /* the largest guest tidal runs (1 TiB) */
 #define API_STATS_PERIOD_MAX  86400        /* seconds; 0 turns statistics polling off */
+#define API_MEMORY_BYTES_MAX  (1ULL << 40) /* minimum_bytes, maximum_bytes of memory-set */
 
 /* Request members. */
 #define API_KEY_CMD     "cmd"
 #define API_KEY_ID      "id"
 #define API_KEY_BYTES   "bytes"
 #define API_KEY_SECONDS "seconds"
+#define API_KEY_MINIMUM "minimum_bytes"
+#define API_KEY_MAXIMUM "maximum_bytes"
+#define API_KEY_BUFFER  "buffer"
+#define API_KEY_WEIGHT  "weight"
 
 /* Reply members. */
 #define API_KEY_OK    "ok"
@@ -39,6 +44,7 @@
 #define API_CMD_INFO         "info"
 #define API_CMD_BALLOON_SET  "balloon-set"
 #define API_CMD_STATS_PERIOD "stats-period"
+#define API_CMD_MEMORY_SET   "memory-set"
 #define API_CMD_SHUTDOWN     "shutdown"
 #define API_CMD_REBOOT       "reboot"
 

@@ -47,6 +47,13 @@ struct virtio_dev_ops {
         /* Features the device offers, VIRTIO_F_VERSION_1 included by the transport. */
         uint64_t (*features)(struct virtio_dev *dev);
 
+        /*
+         * Optional: whether the device can work with what the driver accepted (checked when the
+         * driver sets FEATURES_OK, after the transport's own checks). false leaves FEATURES_OK
+         * clear, and the driver gives up (3.1.1).
+         */
+        bool (*features_ok)(struct virtio_dev *dev, uint64_t features);
+
         /* Device config space accesses; off + len <= config_size is guaranteed. */
         void (*read_config)(struct virtio_dev *dev, uint32_t off, void *data, uint32_t len);
         void (*write_config)(struct virtio_dev *dev, uint32_t off, const void *data, uint32_t len);

@@ -6,6 +6,7 @@
 
 #include "memctl/ctl.h"
 #include "tidal/api.h"
+#include "tidal/memory-settings.h"
 #include "tidal/parse.h"
 
 static void json_putp(struct json_object **o)
@@ -100,6 +101,60 @@ static int cmd_stats_period(struct ctl *ctl, int argc, char **argv)
                            done);
 }
 
+/* One KEY=VALUE of the memory command into the request. 0, or a usage error reported. */
+static int add_memory_setting(struct json_object *request, const char *arg)
+{
+        static const struct {
+                const char *name, *key;
+                bool size;
+                uint64_t max;
+        } settings[] = {
+                {"minimum", API_KEY_MINIMUM, true, API_MEMORY_BYTES_MAX},
+                {"maximum", API_KEY_MAXIMUM, true, API_MEMORY_BYTES_MAX},
+                {"buffer", API_KEY_BUFFER, false, MEM_BUFFER_MAX},
+                {"weight", API_KEY_WEIGHT, false, MEM_WEIGHT_MAX},
+        };
+        const char *eq = strchr(arg, '=');
+        uint64_t v;
+
+        for (size_t i = 0; eq && i < ARRAY_SIZE(settings); i++) {
+                if (strlen(settings[i].name) != (size_t)(eq - arg) ||
+                    strncmp(arg, settings[i].name, (size_t)(eq - arg)) != 0)
+                        continue;
+                if ((settings[i].size ? parse_size(eq + 1, &v)
+                                      : parse_uint(eq + 1, 0, UINT32_MAX, &v)) < 0 ||
+                    v > settings[i].max)
+                        return ctl_fail(CTL_EXIT_USAGE, "memory: '%s' is not a valid %s", eq + 1,
+                                        settings[i].name);
+                if (json_object_object_add(request, settings[i].key, json_object_new_uint64(v)) < 0)
+                        return ctl_fail(CTL_EXIT_FAILED, "out of memory");
+                return 0;
+        }
+        return ctl_fail(CTL_EXIT_USAGE,
+                        "memory: '%s' is not minimum=SIZE, maximum=SIZE, buffer=PERCENT or "
+                        "weight=N",
+                        arg);
+}
+
+static int cmd_memory(struct ctl *ctl, int argc, char **argv)
+{
+        _cleanup_json_ struct json_object *request = request_new(API_CMD_MEMORY_SET, NULL, 0);
+        _cleanup_json_ struct json_object *reply = NULL;
+        int status;
+
+        if (!request)
+                return ctl_fail(CTL_EXIT_FAILED, "out of memory");
+        for (int i = 0; i < argc; i++) {
+                status = add_memory_setting(request, argv[i]);
+                if (status != 0)
+                        return status;
+        }
+        status = ctl_vm_call(ctl, "memory", request, &reply);
+        if (status == CTL_EXIT_OK && !ctl->json)
+                printf("memory settings changed\n");
+        return status;
+}
+
 static int cmd_shutdown(struct ctl *ctl, int argc, char **argv)
 {
         return simple_call(ctl, "shutdown", API_CMD_SHUTDOWN, NULL, 0, "shutdown requested");
@@ -117,6 +172,10 @@ const struct ctl_command ctl_vm_commands[] = {
          true, cmd_balloon},
         {"stats-period", "SECONDS", "how often the guest reports memory statistics (0: never)", 1,
          1, true, cmd_stats_period},
+        {"memory", "KEY=VALUE...",
+         "change dynamic memory: minimum=SIZE (lower only), maximum=SIZE (raise only), "
+         "buffer=PERCENT, weight=N",
+         1, 4, true, cmd_memory},
         {"shutdown", "", "stop the VM", 0, 0, true, cmd_shutdown},
         {"reboot", "", "reboot the guest", 0, 0, true, cmd_reboot},
 };

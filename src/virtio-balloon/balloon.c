@@ -145,7 +145,11 @@ int balloon_new(const struct balloon_options *opts, struct guest_mem *mem, struc
         else
                 balloon_options_default(&b->opts);
         b->mem = mem;
-        b->ram_pages = mem->size / GUEST_PAGE_SIZE;
+        /*
+         * Hot-added (virtio-mem) memory can be ballooned too: dynamic memory covers plugged
+         * blocks virtio-mem cannot unplug with the balloon. So the most the guest can ever have.
+         */
+        b->ram_pages = MAX(mem->size, mem->map_size) / GUEST_PAGE_SIZE;
         /* dev.lock stays zeroed (a valid default mutex) until virtio_pci_create() inits it. */
         b->dev.ops = &balloon_ops;
         b->dev.priv = b;

@@ -7,49 +7,24 @@
 
 #define PAGE_SHIFT 12
 
-/* Region bounds in page numbers; a partial page at either end is not RAM we may discard. */
-static void region_pages(const struct guest_mem_region *r, uint64_t *first, uint64_t *end)
-{
-        *first = ALIGN_UP(r->gpa, (uint64_t)GUEST_PAGE_SIZE) >> PAGE_SHIFT;
-        *end = (r->gpa + r->size) >> PAGE_SHIFT;
-}
-
 /*
- * Emits the pages of [first, end) that are RAM, one call per region crossed; counts the rest.
- * Regions need not be sorted: each step finds the region holding the current page or, failing
- * that, the nearest region above it.
+ * Emits the pages of [first, end) that are RAM (boot RAM, plugged hot-added blocks), one call
+ * per region or run of plugged blocks crossed; counts the rest as out of range.
  */
 static size_t emit_run(const struct guest_mem *gm, uint64_t first, uint64_t end, pfn_range_fn fn,
                        void *opaque, struct pfn_ranges_count *count)
 {
+        uint64_t pos = first << PAGE_SHIFT, stop = end << PAGE_SHIFT, s, e;
         size_t emitted = 0;
-        uint64_t pfn = first;
 
-        while (pfn < end) {
-                uint64_t next_ram = end, stop = 0;
-                bool in_ram = false;
-
-                for (unsigned i = 0; i < gm->nr_regions && !in_ram; i++) {
-                        uint64_t rs, re;
-
-                        region_pages(&gm->regions[i], &rs, &re);
-                        if (pfn >= rs && pfn < re) {
-                                in_ram = true;
-                                stop = MIN(end, re);
-                        } else if (rs > pfn && rs < next_ram) {
-                                next_ram = rs;
-                        }
-                }
-                if (!in_ram) {
-                        count->out_of_range += next_ram - pfn;
-                        pfn = next_ram;
-                        continue;
-                }
-                fn(opaque, pfn << PAGE_SHIFT, (stop - pfn) << PAGE_SHIFT);
-                count->pages += stop - pfn;
+        while (pos < stop && guest_mem_next_ram(gm, pos, stop, &s, &e)) {
+                count->out_of_range += (s - pos) >> PAGE_SHIFT;
+                fn(opaque, s, e - s);
+                count->pages += (e - s) >> PAGE_SHIFT;
                 emitted++;
-                pfn = stop;
+                pos = e;
         }
+        count->out_of_range += (stop - pos) >> PAGE_SHIFT;
         return emitted;
 }
 

@@ -365,6 +365,11 @@ static int parse_run(int argc, char **argv, uint64_t host_memory, enum cli_actio
                 return fail(err, err_size, "--kernel is required");
         if (!cfg->memory)
                 return fail(err, err_size, "--memory is required");
+        /* The balloon's statistics are how tidal learns what a dynamic guest needs. */
+        if (cfg->mem.dynamic && (!cfg->balloon.enabled || !cfg->balloon.stats_period_s))
+                return fail(err, err_size,
+                            "dynamic memory needs the balloon and its statistics: drop "
+                            "--balloon off or stats-period=0");
         *action = CLI_RUN;
         return 0;
 }

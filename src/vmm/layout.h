@@ -33,6 +33,17 @@
 #define LAYOUT_LAPIC_ADDR       0xfee00000ULL
 #define LAYOUT_4GIB             0x100000000ULL
 
+/*
+ * The hot-plug (virtio-mem) region, with dynamic memory: above all RAM and the PCI hole,
+ * 1 GiB aligned as QEMU places its device memory, and a whole number of Linux memory blocks
+ * (128 MiB on x86), the unit in which Linux adds hot-plugged memory.
+ */
+#define LAYOUT_HOTPLUG_ALIGN      0x40000000ULL
+#define LAYOUT_HOTPLUG_SIZE_ALIGN 0x08000000ULL
+#define LAYOUT_HOTPLUG_BASE(ram_end)                                                               \
+        ((((ram_end) > LAYOUT_4GIB ? (ram_end) : LAYOUT_4GIB) + LAYOUT_HOTPLUG_ALIGN - 1) &        \
+         ~(LAYOUT_HOTPLUG_ALIGN - 1))
+
 /* Port I/O. */
 #define LAYOUT_PORT_I8042_DATA         0x60
 #define LAYOUT_PORT_I8042_CMD          0x64

@@ -6,7 +6,10 @@
 
 #include "tidal/api.h"
 #include "tidal/log.h"
+#include "tidal/parse.h"
 #include "virtio-balloon/balloon.h"
+#include "virtio-mem/virtio-mem.h"
+#include "vmm/dynmem/dynmem.h"
 #include "vmm/api/server.h"
 #include "vmm/vm-internal.h"
 
@@ -49,6 +52,41 @@ static void balloon_info(struct balloon *b, struct api_balloon_info *info)
                 info->stats[i] = st.stats.val[i];
 }
 
+static void vmem_info(struct vm *vm, struct api_memory_info *m)
+{
+        struct virtio_mem_state st;
+
+        m->has_vmem = vm->vmem;
+        if (!vm->vmem)
+                return;
+        virtio_mem_get_state(vm->vmem, &st);
+        m->vmem_driver = st.driver == VIRTIO_MEM_DRIVER_RUNNING       ? API_DRIVER_RUNNING
+                         : st.driver == VIRTIO_MEM_DRIVER_NEEDS_RESET ? API_DRIVER_NEEDS_RESET
+                                                                      : API_DRIVER_NONE;
+        m->vmem_region = st.region_size;
+        m->vmem_requested = st.requested_size;
+        m->vmem_plugged = st.plugged_size;
+}
+
+static void memory_info(struct vmm *vmm, struct api_memory_info *m)
+{
+        struct dynmem_state st;
+
+        m->settings = vmm->mem;
+        m->ceiling = vmm->cfg->mem_ceiling;
+        m->assigned = vmm->mem.startup;
+        if (!vmm->vm || !vmm->vm->dynmem)
+                return;
+        dynmem_get_state(vmm->vm->dynmem, &st);
+        m->target = st.target;
+        m->assigned = st.assigned;
+        m->have_demand = st.have_demand;
+        m->demand = st.demand;
+        m->status = st.status;
+        m->stuck = st.vmem_stuck;
+        vmem_info(vmm->vm, m);
+}
+
 static int api_info(void *opaque, struct api_info *info, char *err, size_t errlen)
 {
         struct vmm *vmm = opaque;
@@ -68,6 +106,7 @@ static int api_info(void *opaque, struct api_info *info, char *err, size_t errle
         info->has_balloon = vmm->vm && vmm->vm->balloon;
         if (info->has_balloon)
                 balloon_info(vmm->vm->balloon, &info->balloon);
+        memory_info(vmm, &info->mem);
         return 0;
 }
 
@@ -78,6 +117,11 @@ static int api_balloon_set(void *opaque, uint64_t bytes, char *err, size_t errle
 
         if (!vmm->cfg->balloon.enabled)
                 return -ENODEV;
+        if (vmm->mem.dynamic) {
+                snprintf(err, errlen, "dynamic memory sets the balloon on this VM: change its "
+                                      "settings with memory-set instead");
+                return -EPERM;
+        }
         if (bytes > vmm->cfg->memory) {
                 snprintf(err, errlen, "balloon target %llu bytes is more than the guest's %llu",
                          (unsigned long long)bytes, (unsigned long long)vmm->cfg->memory);
@@ -103,12 +147,45 @@ static int api_stats_period(void *opaque, uint64_t seconds, char *err, size_t er
                 return -ENODEV;
         if (seconds > BALLOON_STATS_PERIOD_MAX_S)
                 return -ERANGE;
+        if (seconds == 0 && vmm->mem.dynamic) {
+                snprintf(err, errlen, "dynamic memory needs the guest's statistics: the period "
+                                      "cannot be 0");
+                return -EPERM;
+        }
         if (vmm->vm && vmm->vm->balloon) {
                 r = balloon_set_stats_period(vmm->vm->balloon, (uint32_t)seconds);
                 if (r < 0)
                         return r;
         }
         vmm->stats_period_s = (uint32_t)seconds;
+        return 0;
+}
+
+static int api_memory_set(void *opaque, const struct mem_settings *req, unsigned which,
+                          char *err, size_t errlen)
+{
+        struct vmm *vmm = opaque;
+        struct mem_settings next;
+        char a[32], b[32];
+        int r;
+
+        r = mem_settings_change(&vmm->mem, req, which, true, &next, err, errlen);
+        if (r < 0)
+                return r;
+        if (next.maximum > vmm->cfg->mem_ceiling) {
+                snprintf(err, errlen,
+                         "maximum %s is above this VM's ceiling of %s (set with ceiling= at "
+                         "start)",
+                         format_size(next.maximum, a, sizeof(a)),
+                         format_size(vmm->cfg->mem_ceiling, b, sizeof(b)));
+                return -ERANGE;
+        }
+        vmm->mem = next;
+        log_info("memory settings: minimum %s, maximum %s, buffer %u%%, weight %u",
+                 format_size(next.minimum, a, sizeof(a)), format_size(next.maximum, b, sizeof(b)),
+                 next.buffer, next.weight);
+        if (vmm->vm && vmm->vm->dynmem)
+                dynmem_kick(vmm->vm->dynmem);
         return 0;
 }
 
@@ -128,6 +205,7 @@ static const struct api_ops vmm_api_ops = {
         .info = api_info,
         .balloon_set = api_balloon_set,
         .stats_period = api_stats_period,
+        .memory_set = api_memory_set,
         .shutdown = api_shutdown,
         .reboot = api_reboot,
 };

@@ -17,6 +17,8 @@
 
 struct api_server;
 struct balloon;
+struct virtio_mem;
+struct dynmem;
 struct event_loop;
 
 enum vm_request {
@@ -49,6 +51,7 @@ struct vmm {
         unsigned boots;
         uint64_t balloon_target;
         uint32_t stats_period_s;
+        struct mem_settings mem; /* dynamic memory settings, as changed at runtime */
 };
 
 /* One boot of the guest. */
@@ -65,6 +68,8 @@ struct vm {
         bool pci_up;
         struct virtio_dev *rng;
         struct balloon *balloon;
+        struct virtio_mem *vmem; /* NULL without a hot-plug region */
+        struct dynmem *dynmem;   /* NULL with static memory */
         struct vcpu_env vcpu_env;
         struct vcpu *vcpus;
         unsigned nr_vcpus;

@@ -16,12 +16,14 @@
 #include "tidal/log.h"
 #include "tidal/macro.h"
 #include "virtio-balloon/balloon.h"
+#include "virtio-mem/virtio-mem.h"
 #include "vmm/acpi/tables.h"
 #include "vmm/boot/boot.h"
 #include "vmm/bus.h"
 #include "vmm/cli.h"
 #include "vmm/devices/power.h"
 #include "vmm/devices/serial.h"
+#include "vmm/dynmem/dynmem.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/kvm/vcpu.h"
 #include "vmm/layout.h"
@@ -29,6 +31,7 @@
 #include "vmm/virtio/pci-modern.h"
 #include "vmm/virtio/rng.h"
 #include "vmm/vm-internal.h"
+#include "vmm/vm-virtio-mem.h"
 #include "vmm/vm.h"
 
 #define KERNEL_MAX_SIZE (512ULL << 20)
@@ -158,7 +161,24 @@ static int setup_pci(struct vm *vm)
         r = virtio_pci_create(&vm->pci, &vm->kvm, vm->vmm->loop, &vm->mem, vm->rng, NULL);
         if (r < 0)
                 return log_errno(r, "cannot attach virtio-rng to PCI");
-        return setup_balloon(vm);
+        r = setup_balloon(vm);
+        if (r < 0)
+                return r;
+        return vm_setup_virtio_mem(vm);
+}
+
+/* Every boot starts at Startup; the settings, as changed at runtime, live in the vmm. */
+static int setup_dynmem(struct vm *vm)
+{
+        int r;
+
+        if (!vm->vmm->mem.dynamic)
+                return 0;
+        r = dynmem_new(vm->vmm->loop, &vm->vmm->mem, vm->balloon, vm->vmem,
+                       vm_hotplug_region_size(vm->vmm->cfg), &vm->dynmem);
+        if (r < 0)
+                return log_errno(r, "cannot start the dynamic memory controller");
+        return 0;
 }
 
 static void boot_files_unmap(struct vmm *vmm)
@@ -189,17 +209,20 @@ static int boot_files_map(struct vmm *vmm)
 static int load_guest(struct vm *vm)
 {
         const struct vm_config *cfg = vm->vmm->cfg;
+        _cleanup_free_ char *cmdline = vm_guest_cmdline(cfg);
         struct acpi_config acpi = {.nr_cpus = cfg->nr_cpus};
         struct boot_spec spec = {
                 .kernel = &vm->vmm->kernel,
                 .initrd = &vm->vmm->initrd,
-                .cmdline = cfg->cmdline,
+                .cmdline = cmdline,
         };
         struct boot_layout layout;
         const char *why = NULL;
         void *acpi_area;
         int r;
 
+        if (!cmdline)
+                return log_errno(-ENOMEM, "cannot build the kernel command line");
         acpi_area = guest_mem_ptr(&vm->mem, LAYOUT_ACPI_ADDR, LAYOUT_ACPI_SIZE);
         if (!acpi_area)
                 return log_errno(-ENOSPC, "no RAM for the ACPI tables");
@@ -288,15 +311,13 @@ static void hint_shmem_huge_pages(void)
 
 static int vm_build(struct vm *vm)
 {
-        const struct vm_config *cfg = vm->vmm->cfg;
         int r;
 
         bus_init(&vm->pio, "pio");
         bus_init(&vm->mmio, "mmio");
-        r = guest_mem_init(&vm->mem, cfg->name, cfg->memory, LAYOUT_PCI_HOLE_START);
+        r = vm_guest_mem_init(vm);
         if (r < 0)
-                return log_errno(r, "cannot allocate %llu MiB of guest RAM",
-                                 (unsigned long long)(cfg->memory >> 20));
+                return r;
         r = open_kvm(vm);
         if (r < 0)
                 return r;
@@ -312,6 +333,9 @@ static int vm_build(struct vm *vm)
         r = setup_pci(vm);
         if (r < 0)
                 return r;
+        r = setup_dynmem(vm);
+        if (r < 0)
+                return r;
         r = create_vcpus(vm);
         if (r < 0)
                 return r;
@@ -324,12 +348,14 @@ static void vm_teardown(struct vm *vm)
         for (unsigned i = 0; i < vm->nr_vcpus; i++)
                 vcpu_stop(&vm->vcpus[i]);
         log_debug("vCPUs stopped");
+        dynmem_free(vm->dynmem);
         if (vm->pci_up)
                 pci_bus_destroy(&vm->pci);
         /* The transport is gone with the bus; the device itself is ours. */
         if (vm->rng)
                 virtio_rng_free(vm->rng);
         balloon_free(vm->balloon);
+        virtio_mem_free(vm->vmem);
         if (vm->serial_up)
                 serial_destroy(&vm->serial);
         for (unsigned i = 0; i < vm->nr_vcpus; i++)
@@ -396,18 +422,23 @@ static int check_boot_fits(struct vmm *vmm)
 static int load_boot_files(struct vmm *vmm)
 {
         const struct vm_config *cfg = vmm->cfg;
+        _cleanup_free_ char *cmdline = vm_guest_cmdline(cfg);
         const char *why = NULL;
         int r;
 
+        if (!cmdline)
+                return log_errno(-ENOMEM, "cannot build the kernel command line");
         r = boot_file_open(cfg->kernel_path, KERNEL_MAX_SIZE, &vmm->kernel_file);
         if (r < 0)
                 return log_errno(r, "cannot read kernel '%s'", cfg->kernel_path);
         r = bzimage_parse(vmm->kernel_file.data, vmm->kernel_file.size, &vmm->kernel, &why);
         if (r < 0)
                 return log_error("kernel '%s': %s", cfg->kernel_path, why), r;
-        if (strlen(cfg->cmdline) > bzimage_cmdline_max(&vmm->kernel))
-                return log_error("--cmdline: %zu bytes, this kernel accepts at most %zu",
-                                 strlen(cfg->cmdline), bzimage_cmdline_max(&vmm->kernel)),
+        if (strlen(cmdline) > bzimage_cmdline_max(&vmm->kernel))
+                return log_error("--cmdline: %zu bytes%s, this kernel accepts at most %zu",
+                                 strlen(cmdline),
+                                 strcmp(cmdline, cfg->cmdline) ? " with memhp_default_state=" : "",
+                                 bzimage_cmdline_max(&vmm->kernel)),
                        -E2BIG;
         if (cfg->initrd_path) {
                 r = boot_file_open(cfg->initrd_path, INITRD_MAX_SIZE, &vmm->initrd);
@@ -538,6 +569,7 @@ int vmm_run(const struct vm_config *cfg)
         struct vmm vmm = {
                 .cfg = cfg,
                 .stats_period_s = cfg->balloon.stats_period_s,
+                .mem = cfg->mem,
                 .kernel_file.fd = -1,
                 .initrd.fd = -1,
                 .request_fd = -1,

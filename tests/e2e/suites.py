@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 from guest import Guest, GuestError
@@ -371,6 +372,127 @@ def balloon_free_page_reporting(ctx):
         poweroff(g, sock)
 
 
+def memory_info(ctx, sock):
+    return json.loads(ctx.tidalctl(sock, "info", "--json"))["info"]["memory"]
+
+
+def tidalctl_fails(ctx, sock, *args):
+    """Runs tidalctl expecting a refusal; returns its error message."""
+    try:
+        ctx.tidalctl(sock, *args)
+    except AssertionError as e:
+        return str(e)
+    raise AssertionError("tidalctl %s was not refused" % " ".join(args))
+
+
+class MemoryWatch:
+    """Polls a dynamic VM's memory in the background: every status seen, the smallest and
+    largest assigned sizes."""
+
+    def __init__(self, ctx, sock):
+        self.ctx, self.sock = ctx, sock
+        self.statuses, self.low, self.high = set(), None, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop.wait(0.5):
+            try:
+                m = memory_info(self.ctx, self.sock)
+            except (AssertionError, ValueError, subprocess.TimeoutExpired):
+                continue
+            if m["status"]:
+                self.statuses.add(m["status"])
+            a = m["assigned_bytes"]
+            self.low = a if self.low is None else min(self.low, a)
+            self.high = max(self.high, a)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(10)
+
+
+def grow_by_steps(ctx, g, sock, total_mib, step_mib, held_mib=0):
+    """The guest takes memory step by step, each step waiting for tidal to catch up (status
+    OK), the way a workload grows; returns the MiB it then holds."""
+    while held_mib < total_mib:
+        n = min(step_mib, total_mib - held_mib)
+        g.cmd("alloc %d" % n, timeout=300)
+        held_mib += n
+        # Status OK from a report taken before the step would let the next one outrun tidal.
+        wait_fresh_stats(ctx, sock)
+        wait_fresh_stats(ctx, sock)
+        wait_status_ok(ctx, sock, "with %d MiB held" % held_mib)
+    return held_mib
+
+
+def wait_status_ok(ctx, sock, what, timeout=120):
+    try:
+        wait_until("status OK " + what, lambda: memory_info(ctx, sock)["status"] == "OK", timeout)
+    except AssertionError as e:
+        info = json.loads(ctx.tidalctl(sock, "info", "--json"))["info"]
+        raise AssertionError("%s; memory: %r; balloon: %r" % (e, info["memory"], {
+            k: v for k, v in info["balloon"].items() if k != "counters"}))
+
+
+def dynmem_grow_shrink(ctx):
+    """startup 256M, maximum 1G: hot-add follows a growing guest through Warning/Low to OK,
+    memory goes back when it frees, never below minimum, the runtime rules hold, and raising
+    maximum lets the guest grow past the old one."""
+    sock = api_socket("dynmem")
+    mib = 1 << 20
+    with ctx.start("dynmem_grow_shrink", memory="startup=256M,minimum=256M,maximum=1G,"
+                   "buffer=30,ceiling=2G", extra=["--api-socket", sock]) as g:
+        ready = g.wait_ready()
+        check(200 * 1024 <= ready["memtotal_kb"] <= 256 * 1024,
+              "MemTotal %d kB at boot, expected startup (256 MiB)" % ready["memtotal_kb"])
+        watch = MemoryWatch(ctx, sock)
+        try:
+            held = grow_by_steps(ctx, g, sock, 600, 48)
+            m = memory_info(ctx, sock)
+            plugged = m["virtio_mem"]["plugged_bytes"]
+            check(plugged >= 300 * mib, "only %d MiB hot-added for 600 MiB held" % (plugged >> 20))
+            check(g.meminfo()["MemTotal"] >= 700 * 1024, "MemTotal did not grow")
+            check({"Low", "Warning"} & watch.statuses and "OK" in watch.statuses,
+                  "statuses seen: %r" % watch.statuses)
+            check(watch.high <= 1 << 30, "assigned %d MiB above maximum" % (watch.high >> 20))
+
+            rss_held = rss_kib(g.proc.pid)
+            g.cmd("free all")
+            wait_until("memory to go back towards demand",
+                       lambda: memory_info(ctx, sock)["assigned_bytes"] <= 400 * mib, 180)
+            check(rss_held - rss_kib(g.proc.pid) >= 400 * 1024,
+                  "tidal RSS went from %d to %d kB" % (rss_held, rss_kib(g.proc.pid)))
+            time.sleep(5)
+            check(watch.low >= 256 * mib, "assigned fell to %d MiB, below minimum" %
+                  (watch.low >> 20))
+
+            # Runtime rules.
+            err = tidalctl_fails(ctx, sock, "memory", "minimum=512M")
+            check("minimum can only be lowered" in err, err)
+            err = tidalctl_fails(ctx, sock, "memory", "maximum=512M")
+            check("maximum can only be raised" in err, err)
+            ctx.tidalctl(sock, "memory", "minimum=128M")
+            check(memory_info(ctx, sock)["minimum_bytes"] == 128 * mib, "minimum not lowered")
+
+            # At maximum the guest can have no more; raising maximum lets it grow further.
+            held = grow_by_steps(ctx, g, sock, 640, 48)
+            g.cmd("alloc 200", timeout=300)
+            held += 200
+            time.sleep(5)
+            m = memory_info(ctx, sock)
+            check(m["assigned_bytes"] <= 1 << 30 and m["status"] != "OK",
+                  "at maximum: %r" % m)
+            ctx.tidalctl(sock, "memory", "maximum=2G")
+            wait_status_ok(ctx, sock, "after raising maximum")
+            held = grow_by_steps(ctx, g, sock, 1100, 48, held)
+            check(memory_info(ctx, sock)["assigned_bytes"] > 1 << 30, "did not grow past 1 GiB")
+        finally:
+            watch.close()
+        poweroff(g, sock)
+
+
 HOSTILE_CASES = ["desc-oob", "desc-wrap", "desc-loop", "next-oob", "head-oob", "avail-idx",
                  "ring-oob"]
 
@@ -403,11 +525,78 @@ def balloon_hostile_guest(ctx):
         poweroff(g, sock)
 
 
+def virtio_mem_function(g):
+    """The guest's virtio-mem PCI function (1af4:1058) and the driver of the virtio device on it."""
+    pci = [l for l in g.cmd("lspci") if " 1af4:1058 " in l]
+    check(len(pci) == 1 and "driver=virtio-pci" in pci[0],
+          "no virtio-mem (1af4:1058) bound to virtio-pci in lspci: %r" % pci)
+    slot = pci[0].split()[1]
+    rc, out = g.exec("readlink /sys/bus/pci/devices/%s/virtio*/driver" % slot)
+    return slot, (out[0].rsplit("/", 1)[-1] if rc == 0 and out else None)
+
+
+# Dynamic memory whose controller never asks for more than startup (maximum = startup), with a
+# 768 MiB virtio-mem region (the ceiling): the device is there, nothing is ever plugged.
+VMEM_IDLE = "startup=256M,maximum=256M,ceiling=1G"
+
+
+def virtio_mem_probe(ctx):
+    """A dynamic-memory guest boots with exactly the MemTotal of a static 256M guest (the
+    hot-plug region is not RAM until plugged), finds virtio-mem on its PCI bus with Linux's
+    virtio_mem driver bound to it, and powers off cleanly."""
+    with ctx.start("virtio_mem_probe", memory="256M") as g:
+        static = g.wait_ready()["memtotal_kb"]
+        g.send("poweroff")
+        check(g.wait_exit() == 0, "static guest: tidal did not exit 0")
+    with ctx.start("virtio_mem_probe", memory=VMEM_IDLE,
+                   extra=["--api-socket", "none"]) as g:
+        ready = g.wait_ready()
+        check(ready["memtotal_kb"] == static,
+              "dynamic guest MemTotal %d kB, a static 256M guest has %d kB" %
+              (ready["memtotal_kb"], static))
+        slot, driver = virtio_mem_function(g)
+        check(driver == "virtio_mem", "the virtio device on %s is bound to %r" % (slot, driver))
+        rc, cmdline = g.exec("cat /proc/cmdline")
+        check("memhp_default_state=online_movable" in cmdline[0],
+              "tidal did not ask for movable hot-plugged memory: %r" % cmdline)
+        # The region is the driver's, not System RAM, until something is plugged.
+        rc, iomem = g.exec("cat /proc/iomem")
+        check(any(re.match(r"\s*100000000-[0-9a-f]+ : virtio\d+$", l) for l in iomem),
+              "no virtio-mem region at 4 GiB in /proc/iomem: %r" % iomem)
+        check(not any(re.match(r"\s*1[0-9a-f]{8}-[0-9a-f]+ : System RAM", l) for l in iomem),
+              "System RAM above 4 GiB before anything was plugged: %r" % iomem)
+        g.send("poweroff")
+        check(g.wait_exit() == 0, "tidal did not exit 0 after poweroff")
+        check("guest powered off" in g.stderr(), "no poweroff message: %r" % g.stderr())
+
+
+def virtio_mem_unplugged_inaccessible(ctx):
+    """Unplugged memory is not the guest's: a guest that unbinds virtio_mem and reads the
+    region through /dev/mem is stopped with one clear line (tidal exits 1), it does not get
+    host memory and tidal does not crash."""
+    with ctx.start("virtio_mem_unplugged_inaccessible", memory=VMEM_IDLE,
+                   extra=["--api-socket", "none"]) as g:
+        g.wait_ready()
+        virtio_mem_function(g)
+        rc, out = g.exec("for d in /sys/bus/virtio/drivers/virtio_mem/virtio*; do "
+                         "echo ${d##*/} > /sys/bus/virtio/drivers/virtio_mem/unbind; done")
+        check(rc == 0, "cannot unbind virtio_mem: %r" % out)
+        # The region starts at 4 GiB for a 256 MiB guest (src/vmm/layout.h).
+        g.send("exec devmem 0x100000000 32")
+        rc = g.wait_exit(60)
+        check(rc == 1, "tidal exited %s, expected 1" % rc)
+        err = g.stderr()
+        check("memory it does not have" in err and "virtio-mem" in err,
+              "no clear message about the access: %r" % err)
+        check("Segmentation" not in err and "AddressSanitizer" not in err, "tidal crashed: %r" % err)
+
+
 ALL = {f.__name__: f for f in [
     balloon_inflate_deflate, balloon_stats, balloon_deflate_on_oom, balloon_free_page_reporting,
-    balloon_hostile_guest,
+    balloon_hostile_guest, dynmem_grow_shrink,
     boot_one_cpu, boot_two_cpus, virtio_rng, reboot_same_process, large_memory_split,
     sigterm_stops, bad_inputs_exit_2, tiny_memory_for_kernel, no_kvm_message,
+    virtio_mem_probe, virtio_mem_unplugged_inaccessible,
 ]}
 
 SUITES = {
@@ -415,6 +604,8 @@ SUITES = {
              "sigterm_stops", "large_memory_split"],
     "balloon": ["balloon_inflate_deflate", "balloon_stats", "balloon_deflate_on_oom",
                 "balloon_free_page_reporting", "balloon_hostile_guest"],
+    "virtio-mem": ["virtio_mem_probe", "virtio_mem_unplugged_inaccessible"],
+    "dynmem": ["dynmem_grow_shrink"],
 }
 
 # Run on the host before entering the rig (they need no KVM).

@@ -12,7 +12,8 @@ clang -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=undefined -I"$src/include" -I"$src/src" \
         "$src/src/virtio-balloon/fuzz/fuzz-balloon.c" \
         "$src"/src/virtio-balloon/{balloon,queues,pfn-ranges,stats}.c \
-        "$src"/src/vmm/virtio/{virtqueue,virtio-dev}.c "$src/src/vmm/kvm/guest-mem.c" \
+        "$src"/src/vmm/virtio/{virtqueue,virtio-dev}.c \
+        "$src"/src/vmm/kvm/{guest-mem,guest-mem-hotplug}.c \
         "$src"/src/shared/{log,event-loop}.c -lpthread -o "$out/fuzz-balloon"
 cd "$out"
 exec ./fuzz-balloon -max_total_time="$seconds" -max_len=65600 -print_final_stats=1 corpus

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "tidal/api.h"
+#include "tidal/memory-settings.h"
 #include "vmm/api/protocol.h"
 
 /* Parses s; expects failure with a message containing `want`. Returns the id seen, if any. */
@@ -51,6 +52,32 @@ static void valid_requests(void **state)
         expect_ok("{\"cmd\":\"stats-period\",\"seconds\":0}", API_REQ_STATS_PERIOD, 0);
         expect_ok("{\"cmd\":\"shutdown\"}", API_REQ_SHUTDOWN, 0);
         expect_ok("{\"cmd\":\"reboot\",\"id\":7}", API_REQ_REBOOT, 0);
+}
+
+static void memory_set_requests(void **state)
+{
+        const char *s = "{\"cmd\":\"memory-set\",\"minimum_bytes\":268435456,\"weight\":100}";
+        struct api_request req;
+        char err[256] = "";
+
+        assert_int_equal(api_request_parse(s, strlen(s), &req, err, sizeof(err)), 0);
+        assert_int_equal(req.cmd, API_REQ_MEMORY_SET);
+        assert_int_equal(req.present, MEM_SET_MINIMUM | MEM_SET_WEIGHT);
+        assert_int_equal(req.values[0], 256 << 20);
+        assert_int_equal(req.values[3], 100);
+        api_request_done(&req);
+
+        s = "{\"cmd\":\"memory-set\",\"maximum_bytes\":1099511627776,\"buffer\":2000}";
+        assert_int_equal(api_request_parse(s, strlen(s), &req, err, sizeof(err)), 0);
+        assert_int_equal(req.present, MEM_SET_MAXIMUM | MEM_SET_BUFFER);
+        api_request_done(&req);
+
+        expect_error("{\"cmd\":\"memory-set\"}", "needs at least one setting");
+        expect_error("{\"cmd\":\"memory-set\",\"startup_bytes\":1}", "unknown member");
+        expect_error("{\"cmd\":\"memory-set\",\"maximum_bytes\":1099511627777}",
+                     "must be at most");
+        expect_error("{\"cmd\":\"memory-set\",\"buffer\":-1}", "must not be negative");
+        expect_error("{\"cmd\":\"memory-set\",\"weight\":\"high\"}", "must be an integer");
 }
 
 static void malformed_json(void **state)
@@ -193,6 +220,16 @@ static void info_encoding(void **state)
                             .inflated = 64 << 20,
                             .stats_count = 3,
                             .counters = {.discard_calls = 9, .out_of_range_pages = 2}},
+                .mem = {.settings = {true, 1ULL << 30, 512ULL << 20, 4ULL << 30, 20, 5000},
+                        .ceiling = 16ULL << 30,
+                        .target = 1ULL << 30,
+                        .assigned = 768ULL << 20,
+                        .have_demand = true,
+                        .demand = 700ULL << 20,
+                        .status = MEM_STATUS_LOW,
+                        .has_vmem = true,
+                        .vmem_driver = API_DRIVER_RUNNING,
+                        .vmem_region = 15ULL << 30},
         };
         struct json_object *o;
         const char *s;
@@ -202,7 +239,14 @@ static void info_encoding(void **state)
         assert_string_equal(
                 s, "{\"name\":\"vm1\",\"pid\":42,\"state\":\"running\",\"boots\":1,\"vcpus\":2,"
                    "\"memory_bytes\":1073741824,\"kernel\":null,\"initrd\":null,"
-                   "\"cmdline\":\"console=ttyS0\",\"balloon\":{\"target_bytes\":268435456,"
+                   "\"cmdline\":\"console=ttyS0\",\"memory\":{\"dynamic\":true,"
+                   "\"startup_bytes\":1073741824,\"minimum_bytes\":536870912,"
+                   "\"maximum_bytes\":4294967296,\"buffer_percent\":20,\"weight\":5000,"
+                   "\"assigned_bytes\":805306368,\"ceiling_bytes\":17179869184,"
+                   "\"target_bytes\":1073741824,\"demand_bytes\":734003200,\"status\":\"Low\","
+                   "\"virtio_mem\":{\"driver\":\"running\",\"region_bytes\":16106127360,"
+                   "\"requested_bytes\":0,\"plugged_bytes\":0,\"stuck_bytes\":0}},"
+                   "\"balloon\":{\"target_bytes\":268435456,"
                    "\"actual_bytes\":134217728,\"driver\":\"needs-reset\","
                    "\"inflated_bytes\":67108864,\"stats_period_s\":5,\"stats_count\":3,"
                    "\"stats\":{\"age_ms\":1500,\"major_faults\":7,"
@@ -230,7 +274,7 @@ static void errno_messages(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(valid_requests), cmocka_unit_test(malformed_json),
+                cmocka_unit_test(valid_requests), cmocka_unit_test(memory_set_requests), cmocka_unit_test(malformed_json),
                 cmocka_unit_test(not_an_object),  cmocka_unit_test(bad_cmd),
                 cmocka_unit_test(bad_members),    cmocka_unit_test(bad_numbers),
                 cmocka_unit_test(id_echo),        cmocka_unit_test(reply_encoding),

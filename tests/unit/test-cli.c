@@ -186,6 +186,10 @@ static void errors(void **state)
                      "startup=1G,maximum=16G", NULL);
         expect_error("ceiling is below maximum", "run", "--kernel", "/k", "--memory",
                      "startup=1G,maximum=4G,ceiling=2G", NULL);
+        expect_error("dynamic memory needs the balloon", "run", "--kernel", "/k", "--memory",
+                     "startup=1G", "--balloon", "off", NULL);
+        expect_error("dynamic memory needs the balloon", "run", "--kernel", "/k", "--memory",
+                     "startup=1G", "--balloon", "stats-period=0", NULL);
         expect_error("not KEY=VALUE", "run", "--kernel", "/k", "--memory", "startup=1G,2G", NULL);
         expect_error("above the maximum", "run", "--kernel", "/k", "--memory", "2T", NULL);
         expect_error("more than this host has", "run", "--kernel", "/k", "--memory", "16G", NULL);

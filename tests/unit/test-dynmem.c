@@ -39,23 +39,57 @@ static void demand_is_total_minus_available(void **state)
         struct demand_sample s = sample(1000 * MiB, 600 * MiB, 1024 * MiB);
         struct demand d;
 
-        assert_int_equal(demand_estimate(&s, NULL, &d), 0);
+        assert_int_equal(demand_estimate(&s, NULL, 0, &d), 0);
         assert_int_equal(d.used, 400 * MiB);
         assert_int_equal(d.demand, 400 * MiB);
         assert_int_equal(d.pressure, 0);
 
         /* Without deflate-on-OOM the balloon has already left MemTotal: nothing to subtract. */
         s.balloon_actual = 300 * MiB;
-        assert_int_equal(demand_estimate(&s, NULL, &d), 0);
+        assert_int_equal(demand_estimate(&s, NULL, 0, &d), 0);
         assert_int_equal(d.used, 400 * MiB);
 
         /* With it, ballooned pages sit in MemTotal as used memory. */
         s.deflate_on_oom = true;
-        assert_int_equal(demand_estimate(&s, NULL, &d), 0);
+        assert_int_equal(demand_estimate(&s, NULL, 0, &d), 0);
         assert_int_equal(d.used, 100 * MiB);
         s.balloon_actual = 900 * MiB;
-        assert_int_equal(demand_estimate(&s, NULL, &d), 0);
+        assert_int_equal(demand_estimate(&s, NULL, 0, &d), 0);
         assert_int_equal(d.used, 0);
+}
+
+static void kernel_overhead_counts_as_demand(void **state)
+{
+        /* A 256 MiB guest whose kernel keeps 46 MiB out of MemTotal. */
+        struct demand_sample s = sample(210 * MiB, 160 * MiB, 256 * MiB);
+        uint64_t overhead;
+        struct demand d;
+
+        assert_int_equal(demand_overhead(&s, &overhead), 0);
+        assert_int_equal(overhead, 46 * MiB);
+        assert_int_equal(demand_estimate(&s, NULL, overhead, &d), 0);
+        assert_int_equal(d.used, 96 * MiB);
+
+        /* Ballooned without deflate-on-OOM: gone from MemTotal and from assigned alike. */
+        s = sample(146 * MiB, 96 * MiB, 192 * MiB);
+        s.balloon_actual = 64 * MiB;
+        assert_int_equal(demand_overhead(&s, &overhead), 0);
+        assert_int_equal(overhead, 46 * MiB);
+        /* With it: still in MemTotal. */
+        s = sample(210 * MiB, 96 * MiB, 192 * MiB);
+        s.balloon_actual = 64 * MiB;
+        s.deflate_on_oom = true;
+        assert_int_equal(demand_overhead(&s, &overhead), 0);
+        assert_int_equal(overhead, 46 * MiB);
+        assert_int_equal(demand_estimate(&s, NULL, overhead, &d), 0);
+        assert_int_equal(d.used, 96 * MiB);
+
+        /* A guest claiming a tiny MemTotal cannot make its overhead more than half of it. */
+        s = sample(1 * MiB, 0, 512 * MiB);
+        assert_int_equal(demand_overhead(&s, &overhead), 0);
+        assert_int_equal(overhead, 256 * MiB);
+        memset(&s, 0, sizeof(s));
+        assert_int_equal(demand_overhead(&s, &overhead), -ENODATA);
 }
 
 static void demand_distrusts_the_guest(void **state)
@@ -64,16 +98,16 @@ static void demand_distrusts_the_guest(void **state)
         struct demand d;
 
         /* available > total */
-        assert_int_equal(demand_estimate(&s, NULL, &d), 0);
+        assert_int_equal(demand_estimate(&s, NULL, 0, &d), 0);
         assert_int_equal(d.demand, 0);
         /* claims to use more than it has */
         s = sample(UINT64_MAX, 0, 512 * MiB);
-        assert_int_equal(demand_estimate(&s, NULL, &d), 0);
+        assert_int_equal(demand_estimate(&s, NULL, 0, &d), 0);
         assert_int_equal(d.demand, 512 * MiB);
         /* missing tags */
         memset(&s, 0, sizeof(s));
         set_stat(&s, BALLOON_STAT_MEMTOT, 1 * GiB);
-        assert_int_equal(demand_estimate(&s, NULL, &d), -ENODATA);
+        assert_int_equal(demand_estimate(&s, NULL, 0, &d), -ENODATA);
 }
 
 static void pressure_raises_demand(void **state)
@@ -83,22 +117,22 @@ static void pressure_raises_demand(void **state)
         struct demand d;
 
         /* The same counters: no pressure. */
-        assert_int_equal(demand_estimate(&cur, &prev, &d), 0);
+        assert_int_equal(demand_estimate(&cur, &prev, 0, &d), 0);
         assert_int_equal(d.pressure, 0);
         assert_int_equal(d.demand, 900 * MiB);
 
         set_stat(&cur, BALLOON_STAT_SWAP_IN, 4096);
-        assert_int_equal(demand_estimate(&cur, &prev, &d), 0);
+        assert_int_equal(demand_estimate(&cur, &prev, 0, &d), 0);
         assert_int_equal(d.pressure, DEMAND_PRESSURE_SWAP_IN);
         assert_int_equal(d.demand, 1000 * MiB + 125 * MiB);
 
         /* A few major faults are normal; a burst is thrashing. */
         cur = prev;
         set_stat(&cur, BALLOON_STAT_MAJFLT, 100 + DEMAND_MAJOR_FAULTS_MIN - 1);
-        assert_int_equal(demand_estimate(&cur, &prev, &d), 0);
+        assert_int_equal(demand_estimate(&cur, &prev, 0, &d), 0);
         assert_int_equal(d.pressure, 0);
         set_stat(&cur, BALLOON_STAT_MAJFLT, 100 + DEMAND_MAJOR_FAULTS_MIN);
-        assert_int_equal(demand_estimate(&cur, &prev, &d), 0);
+        assert_int_equal(demand_estimate(&cur, &prev, 0, &d), 0);
         assert_int_equal(d.pressure, DEMAND_PRESSURE_MAJOR_FAULTS);
 
         /* Linux 6.12+ tags. */
@@ -109,7 +143,7 @@ static void pressure_raises_demand(void **state)
         set_stat(&cur, BALLOON_STAT_DIRECT_RECLAIM, 9);
         set_stat(&prev, BALLOON_STAT_OOM_KILL, 0);
         set_stat(&cur, BALLOON_STAT_OOM_KILL, 1);
-        assert_int_equal(demand_estimate(&cur, &prev, &d), 0);
+        assert_int_equal(demand_estimate(&cur, &prev, 0, &d), 0);
         assert_int_equal(d.pressure, DEMAND_PRESSURE_ALLOC_STALL | DEMAND_PRESSURE_DIRECT_RECLAIM |
                                              DEMAND_PRESSURE_OOM_KILL);
 
@@ -118,7 +152,7 @@ static void pressure_raises_demand(void **state)
         set_stat(&cur, BALLOON_STAT_DIRECT_RECLAIM, 0);
         set_stat(&cur, BALLOON_STAT_OOM_KILL, 0);
         set_stat(&cur, BALLOON_STAT_DIRECT_SCAN, 50);
-        assert_int_equal(demand_estimate(&cur, &prev, &d), 0);
+        assert_int_equal(demand_estimate(&cur, &prev, 0, &d), 0);
         assert_int_equal(d.pressure, 0);
 }
 
@@ -156,18 +190,24 @@ static void controller_grows_at_once_and_clamps(void **state)
 
 static void controller_dead_band(void **state)
 {
-        /* Within 1/32 (or 16 MiB) of the wanted size nothing moves, either way. */
-        assert_int_equal(next(1200 * MiB, 990 * MiB, true), 1200 * MiB);
-        assert_int_equal(next(1200 * MiB, 1010 * MiB, true), 1200 * MiB);
-        /* A steady load converges and stays. */
         uint64_t t = 4 * GiB;
 
+        /* Within 1/32 (or 16 MiB) above the wanted size nothing shrinks... */
+        assert_int_equal(next(1200 * MiB, 990 * MiB, true), 1200 * MiB);
+        /* ...but anything below it grows, or the guest would stay Low. */
+        assert_int_equal(next(1200 * MiB, 1001 * MiB, true), 1202 * MiB);
+        /* A steady load converges and stays; a wandering one settles at its top. */
         for (int i = 0; i < 50; i++)
                 t = next(t, 700 * MiB, true);
         assert_int_equal(t, 840 * MiB);
         assert_int_equal(next(t, 700 * MiB, true), t);
-        assert_int_equal(next(t, 705 * MiB, true), t);
         assert_int_equal(next(t, 695 * MiB, true), t);
+        t = next(t, 710 * MiB, true);
+        assert_int_equal(t, 852 * MiB);
+        for (int i = 0; i < 10; i++) {
+                assert_int_equal(next(t, 700 * MiB, true), t);
+                assert_int_equal(next(t, 710 * MiB, true), t);
+        }
 }
 
 static void controller_shrinks_in_bounded_steps(void **state)
@@ -216,6 +256,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(demand_is_total_minus_available),
+                cmocka_unit_test(kernel_overhead_counts_as_demand),
                 cmocka_unit_test(demand_distrusts_the_guest),
                 cmocka_unit_test(pressure_raises_demand),
                 cmocka_unit_test(controller_grows_at_once_and_clamps),

@@ -243,6 +243,49 @@ static void test_merge_unaligned_and_crossing(void **state)
         assert_int_equal(n.pages, 5);
 }
 
+/*
+ * Hot-added (virtio-mem) memory is RAM where it is plugged and nothing where it is not: runs stop
+ * at unplugged blocks, and one run covers neighbouring plugged blocks.
+ */
+static void test_hotplug_plugged_only(void **state)
+{
+        const uint64_t hp = 8 * GiB, bs = 2 * MiB;
+        struct pfn_range ranges[2];
+        struct pfn_ranges_count n;
+        struct collected c;
+        struct guest_mem gm;
+        uint32_t pfns[1028];
+
+        split_layout(&gm);
+        assert_int_equal(guest_mem_plan_hotplug(&gm, hp, 4 * bs, bs), 0);
+        assert_int_equal(guest_mem_map(&gm, "test-pfn-ranges"), 0);
+        assert_int_equal(guest_mem_plug(&gm, 1, 2), 0);
+        /* Blocks 0 (2 pages), 1 and 2 (plugged, 1024 pages), 3 (2 pages). */
+        for (uint32_t i = 0; i < ARRAY_SIZE(pfns); i++)
+                pfns[i] = (uint32_t)((hp + bs) / PG) - 2 + i;
+        assert_int_equal(run(pfns, ARRAY_SIZE(pfns), &gm, &c, &n), 1);
+        assert_int_equal(c.r[0].gpa, hp + bs);
+        assert_int_equal(c.r[0].len, 2 * bs);
+        assert_int_equal(n.pages, 1024);
+        assert_int_equal(n.out_of_range, 4);
+
+        /* Byte ranges alike: block 2 unplugged now, so two runs; block 3 never was. */
+        assert_int_equal(guest_mem_unplug(&gm, 2, 1), 0);
+        assert_int_equal(guest_mem_plug(&gm, 3, 1), 0);
+        ranges[0] = (struct pfn_range){.gpa = hp, .len = 3 * bs};
+        ranges[1] = (struct pfn_range){.gpa = hp + 3 * bs, .len = bs};
+        memset(&c, 0, sizeof(c));
+        memset(&n, 0, sizeof(n));
+        assert_int_equal(pfn_ranges_merge(ranges, 2, &gm, collect, &c, &n), 2);
+        assert_int_equal(c.r[0].gpa, hp + bs);
+        assert_int_equal(c.r[0].len, bs);
+        assert_int_equal(c.r[1].gpa, hp + 3 * bs);
+        assert_int_equal(c.r[1].len, bs);
+        assert_int_equal(n.pages, 1024);
+        assert_int_equal(n.out_of_range, 1024);
+        guest_mem_release(&gm);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -255,6 +298,7 @@ int main(void)
                 cmocka_unit_test(test_max_batch),
                 cmocka_unit_test(test_merge_ranges),
                 cmocka_unit_test(test_merge_unaligned_and_crossing),
+                cmocka_unit_test(test_hotplug_plugged_only),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,19 +8,39 @@
 
 #include "tidal/api.h"
 #include "tidal/macro.h"
+#include "tidal/memory-settings.h"
 #include "vmm/api/protocol.h"
+
+/* A numeric member of a request. */
+struct member {
+        const char *key;
+        uint64_t min, max;
+        unsigned bit; /* set in api_request.present when given */
+};
+
+static const struct member bytes_member[] = {{API_KEY_BYTES, 0, API_BALLOON_BYTES_MAX, 1}};
+static const struct member seconds_member[] = {{API_KEY_SECONDS, 0, API_STATS_PERIOD_MAX, 1}};
+static const struct member memory_members[] = {
+        {API_KEY_MINIMUM, 0, API_MEMORY_BYTES_MAX, MEM_SET_MINIMUM},
+        {API_KEY_MAXIMUM, 0, API_MEMORY_BYTES_MAX, MEM_SET_MAXIMUM},
+        {API_KEY_BUFFER, 0, UINT32_MAX, MEM_SET_BUFFER},
+        {API_KEY_WEIGHT, 0, UINT32_MAX, MEM_SET_WEIGHT},
+};
 
 static const struct command {
         const char *name;
         enum api_cmd cmd;
-        const char *arg; /* the one numeric member the command takes, or NULL */
-        uint64_t max;
+        const struct member *members; /* the numeric members it takes */
+        unsigned nr_members;
+        bool all_required; /* else: any, at least one */
 } commands[] = {
-        {API_CMD_INFO, API_REQ_INFO, NULL, 0},
-        {API_CMD_BALLOON_SET, API_REQ_BALLOON_SET, API_KEY_BYTES, API_BALLOON_BYTES_MAX},
-        {API_CMD_STATS_PERIOD, API_REQ_STATS_PERIOD, API_KEY_SECONDS, API_STATS_PERIOD_MAX},
-        {API_CMD_SHUTDOWN, API_REQ_SHUTDOWN, NULL, 0},
-        {API_CMD_REBOOT, API_REQ_REBOOT, NULL, 0},
+        {API_CMD_INFO, API_REQ_INFO, NULL, 0, true},
+        {API_CMD_BALLOON_SET, API_REQ_BALLOON_SET, bytes_member, 1, true},
+        {API_CMD_STATS_PERIOD, API_REQ_STATS_PERIOD, seconds_member, 1, true},
+        {API_CMD_MEMORY_SET, API_REQ_MEMORY_SET, memory_members, ARRAY_SIZE(memory_members),
+         false},
+        {API_CMD_SHUTDOWN, API_REQ_SHUTDOWN, NULL, 0, true},
+        {API_CMD_REBOOT, API_REQ_REBOOT, NULL, 0, true},
 };
 
 /* Virtio-balloon statistic names by tag; "_bytes" marks amounts of memory (see docs/api.md). */
@@ -142,8 +162,16 @@ static int find_command(struct json_object *root, const struct command **ret, ch
         }
         return fail(err, errlen,
                     "unknown command \"%.64s\" (known: info, balloon-set, stats-period, "
-                    "shutdown, reboot)",
+                    "memory-set, shutdown, reboot)",
                     name);
+}
+
+static const struct member *find_member(const struct command *c, const char *key)
+{
+        for (unsigned i = 0; i < c->nr_members; i++)
+                if (strcmp(key, c->members[i].key) == 0)
+                        return &c->members[i];
+        return NULL;
 }
 
 /* Unknown members are refused so that a misspelt one does not go silently unused. */
@@ -154,7 +182,7 @@ static int check_members(struct json_object *root, const struct command *c, char
         {
                 (void)val;
                 if (strcmp(key, API_KEY_CMD) == 0 || strcmp(key, API_KEY_ID) == 0 ||
-                    (c->arg && strcmp(key, c->arg) == 0))
+                    find_member(c, key))
                         continue;
                 return fail(err, errlen, "unknown member \"%.64s\" for command \"%s\"", key,
                             c->name);
@@ -162,24 +190,46 @@ static int check_members(struct json_object *root, const struct command *c, char
         return 0;
 }
 
-static int get_count(struct json_object *root, const struct command *c, uint64_t *ret, char *err,
+static int get_count(struct json_object *v, const struct member *m, uint64_t *ret, char *err,
                      size_t errlen)
 {
-        struct json_object *v;
         uint64_t u;
 
-        if (!json_object_object_get_ex(root, c->arg, &v))
-                return fail(err, errlen, "\"%s\" needs \"%s\"", c->name, c->arg);
         if (!json_object_is_type(v, json_type_int))
-                return fail(err, errlen, "\"%s\" must be an integer", c->arg);
+                return fail(err, errlen, "\"%s\" must be an integer", m->key);
         if (json_object_get_int64(v) < 0)
-                return fail(err, errlen, "\"%s\" must not be negative", c->arg);
+                return fail(err, errlen, "\"%s\" must not be negative", m->key);
         /* json-c saturates integers past UINT64_MAX, which is over every limit anyway. */
         u = json_object_get_uint64(v);
-        if (u > c->max)
-                return fail(err, errlen, "\"%s\" must be at most %llu", c->arg,
-                            (unsigned long long)c->max);
+        if (u > m->max)
+                return fail(err, errlen, "\"%s\" must be at most %llu", m->key,
+                            (unsigned long long)m->max);
         *ret = u;
+        return 0;
+}
+
+static int get_members(struct json_object *root, const struct command *c,
+                       struct api_request *req, char *err, size_t errlen)
+{
+        for (unsigned i = 0; i < c->nr_members; i++) {
+                const struct member *m = &c->members[i];
+                struct json_object *v;
+                int r;
+
+                if (!json_object_object_get_ex(root, m->key, &v)) {
+                        if (c->all_required)
+                                return fail(err, errlen, "\"%s\" needs \"%s\"", c->name,
+                                            m->key);
+                        continue;
+                }
+                r = get_count(v, m, &req->values[i], err, errlen);
+                if (r < 0)
+                        return r;
+                req->present |= m->bit;
+        }
+        if (c->nr_members && !req->present)
+                return fail(err, errlen, "\"%s\" needs at least one setting", c->name);
+        req->value = req->values[0];
         return 0;
 }
 
@@ -201,8 +251,8 @@ int api_request_parse(const char *line, size_t len, struct api_request *req, cha
                 r = find_command(root, &c, err, errlen);
         if (r >= 0)
                 r = check_members(root, c, err, errlen);
-        if (r >= 0 && c->arg)
-                r = get_count(root, c, &req->value, err, errlen);
+        if (r >= 0)
+                r = get_members(root, c, req, err, errlen);
         if (r < 0)
                 return r;
         req->cmd = c->cmd;
@@ -376,6 +426,49 @@ static struct json_object *balloon_to_json(const struct api_balloon_info *b, boo
         return o;
 }
 
+static struct json_object *vmem_to_json(const struct api_memory_info *m, bool *failed)
+{
+        struct json_object *o = json_object_new_object();
+
+        if (!o) {
+                *failed = true;
+                return NULL;
+        }
+        add_str(o, "driver", driver_state_name(m->vmem_driver), failed);
+        add_u64(o, "region_bytes", m->vmem_region, failed);
+        add_u64(o, "requested_bytes", m->vmem_requested, failed);
+        add_u64(o, "plugged_bytes", m->vmem_plugged, failed);
+        add_u64(o, "stuck_bytes", m->stuck, failed);
+        return o;
+}
+
+static struct json_object *memory_to_json(const struct api_memory_info *m, bool *failed)
+{
+        struct json_object *o = json_object_new_object();
+        const struct mem_settings *s = &m->settings;
+
+        if (!o) {
+                *failed = true;
+                return NULL;
+        }
+        add(o, "dynamic", json_object_new_boolean(s->dynamic), failed);
+        add_u64(o, "startup_bytes", s->startup, failed);
+        add_u64(o, "minimum_bytes", s->minimum, failed);
+        add_u64(o, "maximum_bytes", s->maximum, failed);
+        add_u64(o, "buffer_percent", s->buffer, failed);
+        add_u64(o, "weight", s->weight, failed);
+        add_u64(o, "assigned_bytes", m->assigned, failed);
+        if (s->dynamic) {
+                add_u64(o, "ceiling_bytes", m->ceiling, failed);
+                add_u64(o, "target_bytes", m->target, failed);
+                add(o, "demand_bytes", m->have_demand ? json_object_new_uint64(m->demand) : NULL,
+                    failed);
+                add_str(o, "status", m->have_demand ? mem_status_name(m->status) : NULL, failed);
+        }
+        add(o, "virtio_mem", m->has_vmem ? vmem_to_json(m, failed) : NULL, failed);
+        return o;
+}
+
 int api_info_to_json(const struct api_info *info, struct json_object **ret)
 {
         struct json_object *o = json_object_new_object();
@@ -392,6 +485,7 @@ int api_info_to_json(const struct api_info *info, struct json_object **ret)
         add_str(o, "kernel", info->kernel, &failed);
         add_str(o, "initrd", info->initrd, &failed);
         add_str(o, "cmdline", info->cmdline, &failed);
+        add(o, "memory", memory_to_json(&info->mem, &failed), &failed);
         add(o, "balloon", info->has_balloon ? balloon_to_json(&info->balloon, &failed) : NULL,
             &failed);
         if (failed) {

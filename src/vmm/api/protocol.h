@@ -16,6 +16,7 @@ enum api_cmd {
         API_REQ_INFO,
         API_REQ_BALLOON_SET,
         API_REQ_STATS_PERIOD,
+        API_REQ_MEMORY_SET,
         API_REQ_SHUTDOWN,
         API_REQ_REBOOT,
 };
@@ -24,6 +25,9 @@ struct api_request {
         enum api_cmd cmd;
         struct json_object *id; /* echoed in the reply; NULL when the request had none */
         uint64_t value;         /* "bytes" of balloon-set, "seconds" of stats-period */
+        /* memory-set: minimum_bytes, maximum_bytes, buffer, weight, in that order */
+        uint64_t values[4];
+        unsigned present; /* memory-set: MEM_SET_* bits of the members given */
 };
 
 /*

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -135,6 +136,20 @@ static int conn_flush(struct api_conn *c)
 
 /* ---- requests ---- */
 
+static int memory_set(struct api_server *s, const struct api_request *req, char *err,
+                      size_t errlen)
+{
+        struct mem_settings m = {
+                .minimum = req->values[0],
+                .maximum = req->values[1],
+                /* Past UINT_MAX is out of range anyway; keep it so for the range check. */
+                .buffer = (unsigned)MIN(req->values[2], (uint64_t)UINT_MAX),
+                .weight = (unsigned)MIN(req->values[3], (uint64_t)UINT_MAX),
+        };
+
+        return s->ops->memory_set(s->opaque, &m, req->present, err, errlen);
+}
+
 static int call_op(struct api_server *s, const struct api_request *req, char *err, size_t errlen)
 {
         const struct api_ops *ops = s->ops;
@@ -146,6 +161,8 @@ static int call_op(struct api_server *s, const struct api_request *req, char *er
         case API_REQ_STATS_PERIOD:
                 return ops->stats_period ? ops->stats_period(s->opaque, req->value, err, errlen)
                                          : -EOPNOTSUPP;
+        case API_REQ_MEMORY_SET:
+                return ops->memory_set ? memory_set(s, req, err, errlen) : -EOPNOTSUPP;
         case API_REQ_SHUTDOWN:
                 return ops->shutdown ? ops->shutdown(s->opaque, err, errlen) : -EOPNOTSUPP;
         case API_REQ_REBOOT:

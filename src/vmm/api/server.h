@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tidal/memory-settings.h"
+
 struct event_loop;
 struct api_server;
 
@@ -52,6 +54,21 @@ struct api_balloon_info {
         struct api_balloon_counters counters;
 };
 
+/* Dynamic memory: the settings, where the guest stands and how memory moves. */
+struct api_memory_info {
+        struct mem_settings settings;
+        uint64_t ceiling;  /* the most the guest can ever be given (dynamic) */
+        uint64_t target;   /* where the controller is moving the guest */
+        uint64_t assigned; /* what the guest can use now */
+        bool have_demand;  /* false until the guest's first statistics report */
+        uint64_t demand;
+        enum mem_status status;
+        uint64_t stuck;   /* plugged memory virtio-mem cannot unplug, ballooned instead */
+        bool has_vmem;    /* a virtio-mem device exists */
+        enum api_driver_state vmem_driver;
+        uint64_t vmem_region, vmem_requested, vmem_plugged;
+};
+
 /* What "info" reports. Strings may be NULL (absent); they must live until the callback returns. */
 struct api_info {
         const char *name;
@@ -63,6 +80,7 @@ struct api_info {
         const char *kernel, *initrd, *cmdline;
         bool has_balloon;
         struct api_balloon_info balloon;
+        struct api_memory_info mem;
 };
 
 /*
@@ -78,6 +96,9 @@ struct api_ops {
         /* bytes: the balloon's new target size; the VMM rounds it down to whole pages. */
         int (*balloon_set)(void *opaque, uint64_t bytes, char *err, size_t errlen);
         int (*stats_period)(void *opaque, uint64_t seconds, char *err, size_t errlen);
+        /* which: MEM_SET_MINIMUM/MAXIMUM/BUFFER/WEIGHT bits of the members of req given. */
+        int (*memory_set)(void *opaque, const struct mem_settings *req, unsigned which, char *err,
+                          size_t errlen);
         /* The reply is sent before these return control to the loop: they only ask. */
         int (*shutdown)(void *opaque, char *err, size_t errlen);
         int (*reboot)(void *opaque, char *err, size_t errlen);

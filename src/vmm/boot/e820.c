@@ -19,7 +19,8 @@ static void e820_add(struct e820_map *map, uint64_t addr, uint64_t size, uint32_
 /*
  * RAM below 640 KiB, the EBDA and BIOS area (where the ACPI tables live) reserved, RAM from
  * 1 MiB to the PCI hole and from 4 GiB on. The 640 KiB-1 MiB part of the first memslot is
- * still backed by RAM; the guest simply does not use it as such.
+ * still backed by RAM; the guest simply does not use it as such. The hot-plug region is left
+ * out: the guest learns of it from the virtio-mem device, and it starts unplugged.
  */
 void e820_build(const struct guest_mem *gm, struct e820_map *map)
 {
@@ -28,6 +29,8 @@ void e820_build(const struct guest_mem *gm, struct e820_map *map)
                 const struct guest_mem_region *r = &gm->regions[i];
                 uint64_t end = r->gpa + r->size;
 
+                if (r->hotplug)
+                        continue;
                 if (r->gpa != 0) {
                         e820_add(map, r->gpa, r->size, E820_TYPE_RAM);
                         continue;

@@ -21,12 +21,12 @@ uint64_t controller_next_target(const struct controller_input *in)
                 ALIGN_UP(clamp_settings(mem_with_buffer(in->demand, s->buffer), s), MEM_BLOCK_SIZE);
         uint64_t step;
 
-        if (want > cur) {
-                if (want - cur < deadband(cur))
-                        return cur;
-                step = MIN(want - cur, CONTROLLER_GROW_MAX);
-                return cur + step;
-        }
+        /*
+         * Growth has no dead band: anything below want leaves the guest Low, and a load
+         * wandering up and down settles at its top, since shrinking has one.
+         */
+        if (want > cur)
+                return cur + MIN(want - cur, CONTROLLER_GROW_MAX);
         /* Never squeeze a guest on stale figures: it may be too busy to report. */
         if (cur - want < deadband(cur) || !in->fresh)
                 return cur;

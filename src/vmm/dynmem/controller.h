@@ -27,8 +27,8 @@ struct controller_input {
 /*
  * The next target: clamp(demand * (1 + buffer), minimum, maximum), reached in bounded steps
  * (growing at once up to CONTROLLER_GROW_MAX, shrinking by half the gap, within
- * [CONTROLLER_SHRINK_MIN, CONTROLLER_SHRINK_MAX]) and left alone inside the dead band. Always
- * within [minimum, maximum] and a multiple of MEM_BLOCK_SIZE.
+ * [CONTROLLER_SHRINK_MIN, CONTROLLER_SHRINK_MAX]); it does not shrink inside the dead band.
+ * Always within [minimum, maximum] and a multiple of MEM_BLOCK_SIZE.
  */
 uint64_t controller_next_target(const struct controller_input *in);
 

@@ -38,8 +38,20 @@ static unsigned pressure_of(const struct demand_sample *cur, const struct demand
         return p;
 }
 
+int demand_overhead(const struct demand_sample *s, uint64_t *ret)
+{
+        uint64_t ram = s->assigned + (s->deflate_on_oom ? s->balloon_actual : 0);
+        uint64_t total;
+
+        if (!has(&s->stats, BALLOON_STAT_MEMTOT))
+                return -ENODATA;
+        total = s->stats.val[BALLOON_STAT_MEMTOT];
+        *ret = MIN(ram > total ? ram - total : 0, s->assigned / 2);
+        return 0;
+}
+
 int demand_estimate(const struct demand_sample *cur, const struct demand_sample *prev,
-                    struct demand *ret)
+                    uint64_t overhead, struct demand *ret)
 {
         const struct balloon_stats *s = &cur->stats;
         uint64_t total, avail, used;
@@ -55,6 +67,8 @@ int demand_estimate(const struct demand_sample *cur, const struct demand_sample 
          */
         if (cur->deflate_on_oom)
                 used = used > cur->balloon_actual ? used - cur->balloon_actual : 0;
+        /* What the kernel reserved is needed as much as what it counts as used. */
+        used += overhead;
         /* A guest cannot use more than it has: a larger figure is a lie or a race. */
         used = MIN(used, cur->assigned);
 

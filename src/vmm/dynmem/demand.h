@@ -32,14 +32,23 @@ enum {
 #define DEMAND_MAJOR_FAULTS_MIN 256u
 
 struct demand {
-        uint64_t used;     /* total - available, ballooned pages taken out */
+        uint64_t used;     /* MemTotal - MemAvailable, ballooned pages taken out, + overhead */
         uint64_t demand;   /* used, raised under pressure */
         unsigned pressure; /* DEMAND_PRESSURE_* seen since the previous report */
 };
 
 /*
- * Estimates demand from report `cur`; `prev` (the previous report, or NULL) gives the pressure
- * signals, which are counters. 0, or -ENODATA when the report lacks total or available memory.
+ * What the guest kernel keeps out of MemTotal (its image, the memmap of every page, hot-added
+ * memory's included): assigned RAM not in MemTotal. Meaningful only when assigned did not
+ * change around the report; capped at half of assigned, against a lying guest. -ENODATA
+ * without MemTotal.
+ */
+int demand_overhead(const struct demand_sample *s, uint64_t *ret);
+
+/*
+ * Estimates demand from report `cur` and the guest's `overhead` (demand_overhead() of a
+ * stable moment); `prev` (the previous report, or NULL) gives the pressure signals, which are
+ * counters. 0, or -ENODATA when the report lacks total or available memory.
  */
 int demand_estimate(const struct demand_sample *cur, const struct demand_sample *prev,
-                    struct demand *ret);
+                    uint64_t overhead, struct demand *ret);

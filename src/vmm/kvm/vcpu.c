@@ -243,6 +243,38 @@ static bool handle_exit(struct vcpu *v)
         return false;
 }
 
+#ifndef KVM_EXIT_MEMORY_FAULT
+#define KVM_EXIT_MEMORY_FAULT 39 /* Linux 6.8 headers */
+#endif
+
+/*
+ * KVM_RUN fails with EFAULT when the guest touches guest-physical memory KVM cannot back,
+ * above all an unplugged virtio-mem block (mapped PROT_NONE by tidal so that the host never
+ * allocates it). That is the guest breaking the virtio-mem contract, not a tidal failure: say so
+ * and stop the guest like a crashed one. Newer host kernels may also say where
+ * (KVM_EXIT_MEMORY_FAULT).
+ */
+static void run_failed(struct vcpu *v, int err)
+{
+        struct kvm_regs regs = {0};
+        uint64_t fault[3]; /* run->memory_fault: flags, gpa, size */
+
+        if (err != EFAULT) {
+                log_errno(-err, "vCPU %u: KVM_RUN failed", v->id);
+                return;
+        }
+        (void)ioctl(v->fd, KVM_GET_REGS, &regs);
+        memcpy(fault, &v->run->mmio, sizeof(fault));
+        if (v->run->exit_reason == KVM_EXIT_MEMORY_FAULT)
+                log_error("vCPU %u: the guest accessed 0x%llx, memory it does not have (an "
+                          "unplugged virtio-mem block?), at rip 0x%llx: stopping it",
+                          v->id, (unsigned long long)fault[1], (unsigned long long)regs.rip);
+        else
+                log_error("vCPU %u: the guest accessed memory it does not have (an unplugged "
+                          "virtio-mem block?) at rip 0x%llx: stopping it",
+                          v->id, (unsigned long long)regs.rip);
+}
+
 static void *vcpu_thread(void *arg)
 {
         struct vcpu *v = arg;
@@ -256,7 +288,7 @@ static void *vcpu_thread(void *arg)
                 if (ioctl(v->fd, KVM_RUN, 0) < 0) {
                         if (errno == EINTR || errno == EAGAIN)
                                 continue;
-                        log_errno(-errno, "vCPU %u: KVM_RUN failed", v->id);
+                        run_failed(v, errno);
                         v->env->on_event(v->env->opaque, v->id, VCPU_EVENT_FAILED);
                         break;
                 }

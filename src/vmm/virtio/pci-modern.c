@@ -336,8 +336,12 @@ static void device_reset(struct virtio_pci *vpci)
 
 static bool features_acceptable(const struct virtio_pci *vpci)
 {
-        return !(vpci->guest_features & ~vpci->device_features) &&
-               (vpci->guest_features & (UINT64_C(1) << VIRTIO_F_VERSION_1));
+        struct virtio_dev *dev = vpci->dev;
+
+        if ((vpci->guest_features & ~vpci->device_features) ||
+            !(vpci->guest_features & (UINT64_C(1) << VIRTIO_F_VERSION_1)))
+                return false;
+        return !dev->ops->features_ok || dev->ops->features_ok(dev, vpci->guest_features);
 }
 
 static void driver_ok(struct virtio_pci *vpci)

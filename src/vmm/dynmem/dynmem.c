@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "tidal/event-loop.h"
+#include "tidal/log.h"
+#include "tidal/macro.h"
+#include "virtio-balloon/balloon.h"
+#include "virtio-mem/virtio-mem.h"
+#include "vmm/dynmem/controller.h"
+#include "vmm/dynmem/demand.h"
+#include "vmm/dynmem/dynmem.h"
+
+struct dynmem {
+        const struct mem_settings *settings;
+        struct balloon *balloon;
+        struct virtio_mem *vmem;
+        uint64_t region;
+        struct event_source *timer;
+
+        struct dynmem_state state;
+        struct demand_sample prev; /* the report before the latest one */
+        bool have_prev;
+        uint64_t stats_seq;          /* the latest report used */
+        uint64_t overhead;           /* what the guest kernel keeps out of MemTotal */
+        bool have_overhead;
+        uint64_t last_assigned;      /* assigned one round ago */
+        uint64_t last_plugged;       /* virtio-mem's plugged size one round ago */
+        unsigned unplug_idle_rounds; /* rounds it stayed above requested without progress */
+        uint64_t set_vmem, set_balloon; /* what was last asked of each */
+};
+
+/* Statistics older than this many periods are stale: the guest may be too busy to answer. */
+#define STALE_PERIODS 3
+
+static bool stats_fresh(const struct balloon_state *b)
+{
+        uint64_t period_ns = (uint64_t)b->stats_period_s * 1000000000ULL;
+
+        return b->stats_valid && period_ns && b->stats_age_ns <= STALE_PERIODS * period_ns;
+}
+
+static void update_demand(struct dynmem *d, const struct balloon_state *b, bool stable)
+{
+        struct demand_sample cur = {
+                .stats = b->stats,
+                .assigned = d->state.assigned,
+                .balloon_actual = b->actual_bytes,
+                .deflate_on_oom = b->features & (1ULL << VIRTIO_BALLOON_F_DEFLATE_ON_OOM),
+        };
+        struct demand dem;
+
+        if (!b->stats_valid || b->stats_seq == d->stats_seq)
+                return;
+        d->stats_seq = b->stats_seq;
+        /*
+         * The overhead is only measured while memory stands still: a report taken before a
+         * plug or a balloon step, set against assigned after it, would be off by the step.
+         */
+        if (stable || !d->have_overhead)
+                d->have_overhead = demand_overhead(&cur, &d->overhead) == 0;
+        if (demand_estimate(&cur, d->have_prev ? &d->prev : NULL, d->overhead, &dem) < 0)
+                return; /* a report without total/available: keep the last estimate */
+        d->prev = cur;
+        d->have_prev = true;
+        d->state.have_demand = true;
+        d->state.demand = dem.demand;
+        d->state.pressure = dem.pressure;
+}
+
+/* Plugged memory above the request that has stopped going away: the balloon takes it. */
+static uint64_t vmem_stuck(struct dynmem *d, const struct virtio_mem_state *vm)
+{
+        if (vm->plugged_size <= vm->requested_size) {
+                d->unplug_idle_rounds = 0;
+        } else if (vm->plugged_size < d->last_plugged) {
+                d->unplug_idle_rounds = 0;
+        } else if (d->unplug_idle_rounds < DYNMEM_STUCK_ROUNDS) {
+                d->unplug_idle_rounds++;
+        }
+        d->last_plugged = vm->plugged_size;
+        return d->unplug_idle_rounds >= DYNMEM_STUCK_ROUNDS
+                       ? vm->plugged_size - vm->requested_size
+                       : 0;
+}
+
+static void apply(struct dynmem *d, const struct mem_split *split)
+{
+        int r;
+
+        if (d->vmem && split->vmem != d->set_vmem) {
+                r = virtio_mem_set_requested(d->vmem, split->vmem);
+                if (r < 0)
+                        log_errno(r, "dynamic memory: cannot request %llu MiB of virtio-mem",
+                                  (unsigned long long)(split->vmem >> 20));
+                else
+                        d->set_vmem = split->vmem;
+        }
+        if (split->balloon != d->set_balloon) {
+                r = balloon_set_target(d->balloon, split->balloon);
+                if (r < 0)
+                        log_errno(r, "dynamic memory: cannot set the balloon to %llu MiB",
+                                  (unsigned long long)(split->balloon >> 20));
+                else
+                        d->set_balloon = split->balloon;
+        }
+}
+
+static void run_round(struct dynmem *d)
+{
+        const struct mem_settings *s = d->settings;
+        struct virtio_mem_state vm = {0};
+        struct balloon_state b;
+        struct mem_split split;
+        uint64_t has;
+
+        balloon_get_state(d->balloon, &b);
+        if (d->vmem)
+                virtio_mem_get_state(d->vmem, &vm);
+        has = s->startup + vm.plugged_size;
+        d->state.assigned = has > b.actual_bytes ? has - b.actual_bytes : 0;
+        update_demand(d, &b, d->state.assigned == d->last_assigned);
+        d->last_assigned = d->state.assigned;
+
+        struct controller_input in = {
+                .settings = s,
+                .target = d->state.target,
+                .demand = d->state.have_demand ? d->state.demand : d->state.target,
+                .fresh = d->state.have_demand && stats_fresh(&b),
+        };
+        d->state.target = controller_next_target(&in);
+        d->state.status = mem_status_of(d->state.assigned, d->state.demand, s->buffer);
+        d->state.vmem_stuck = d->vmem ? vmem_stuck(d, &vm) : 0;
+        controller_split(d->state.target, s->startup, d->region, d->state.vmem_stuck, &split);
+        apply(d, &split);
+}
+
+static void timer_fired(void *opaque, uint32_t events)
+{
+        run_round(opaque);
+}
+
+int dynmem_new(struct event_loop *loop, const struct mem_settings *settings, struct balloon *b,
+               struct virtio_mem *vmem, uint64_t region, struct dynmem **ret)
+{
+        _cleanup_free_ struct dynmem *d = calloc(1, sizeof(*d));
+        int r;
+
+        if (!d)
+                return -ENOMEM;
+        if (!b)
+                return -EINVAL; /* demand comes from the balloon's statistics */
+        *d = (struct dynmem){
+                .settings = settings,
+                .balloon = b,
+                .vmem = vmem,
+                .region = vmem ? region : 0,
+                .state = {.target = settings->startup, .status = MEM_STATUS_OK},
+        };
+        r = event_loop_add_timer(loop, DYNMEM_PERIOD_NS, timer_fired, d, &d->timer);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(d);
+        return 0;
+}
+
+void dynmem_free(struct dynmem *d)
+{
+        if (!d)
+                return;
+        event_source_free(d->timer);
+        free(d);
+}
+
+void dynmem_kick(struct dynmem *d)
+{
+        run_round(d);
+}
+
+void dynmem_get_state(struct dynmem *d, struct dynmem_state *ret)
+{
+        *ret = d->state;
+}
