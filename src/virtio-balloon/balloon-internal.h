@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "virtio-balloon/balloon.h"
+#include "virtio-balloon/open-blocks.h"
 #include "virtio-balloon/pfn-ranges.h"
 
 struct event_source;
@@ -53,6 +54,16 @@ struct balloon {
         uint64_t stats_time_ns;
         struct balloon_metrics metrics;
         bool discard_error_logged;
+
+        /*
+         * Inflated pages not punched yet (discard.c). Flushed on reset, so a new driver never
+         * has a page punched that the old one ballooned; the flush timer is created at the
+         * first activation and armed only while blocks are open and the guest inflates.
+         */
+        struct open_blocks open;
+        struct event_source *flush_timer;
+        bool flush_armed;
+        uint64_t last_inflate_ns;
 };
 
 static inline uint64_t balloon_now_ns(void)
@@ -62,6 +73,26 @@ static inline uint64_t balloon_now_ns(void)
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
 }
+
+/* discard.c */
+
+/* Merges adjacent ranges into one discard; balloon_punch_end() punches what is left. */
+struct balloon_punch {
+        struct balloon *b;
+        uint64_t gpa, len;
+};
+void balloon_punch_add(void *opaque, uint64_t gpa, uint64_t len); /* a pfn_range_fn */
+void balloon_punch_end(struct balloon_punch *p);
+/* pfn_range_fn for each request type; opaque is a balloon_punch, or the balloon for deflate. */
+void balloon_inflate_range(void *opaque, uint64_t gpa, uint64_t len);
+void balloon_deflate_range(void *opaque, uint64_t gpa, uint64_t len);
+void balloon_report_range(void *opaque, uint64_t gpa, uint64_t len);
+/* Punches every open block's pages and disarms the flush timer. */
+void balloon_flush(struct balloon *b);
+/* After an inflate request: notes the time and arms the flush timer if blocks are open. */
+void balloon_inflate_done(struct balloon *b);
+/* Creates the (disarmed) flush timer once the device has a loop. 0 or -errno. */
+int balloon_flush_timer_init(struct balloon *b);
 
 /* queues.c */
 void balloon_queue_notify(struct virtio_dev *dev, unsigned idx);

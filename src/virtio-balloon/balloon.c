@@ -68,6 +68,9 @@ static void balloon_write_config(struct virtio_dev *dev, uint32_t off, const voi
         memcpy(cfg + off, data, len);
         memcpy(&actual, cfg + CONFIG_ACTUAL, sizeof(actual));
         b->actual = le32toh(actual);
+        /* The driver is done inflating: punch what partial blocks hold rather than wait. */
+        if (b->actual >= b->num_pages)
+                balloon_flush(b);
 }
 
 /*
@@ -91,8 +94,12 @@ static void map_queues(struct balloon *b, uint64_t features)
 static int balloon_activate(struct virtio_dev *dev, uint64_t features)
 {
         struct balloon *b = to_balloon(dev);
+        int r;
 
         map_queues(b, features);
+        r = balloon_flush_timer_init(b);
+        if (r < 0)
+                return r;
         return balloon_stats_timer_update(b);
 }
 
@@ -100,7 +107,11 @@ static void balloon_reset(struct virtio_dev *dev)
 {
         struct balloon *b = to_balloon(dev);
 
-        /* A new driver starts with an empty balloon; the held stats buffer is gone with it. */
+        /*
+         * A new driver starts with an empty balloon; the held stats buffer is gone with it. The
+         * old driver's pending pages are punched now: the new one may use them once it runs.
+         */
+        balloon_flush(b);
         memset(b->roles, 0, sizeof(b->roles));
         b->actual = 0;
         b->inflated_pages = 0;
@@ -161,6 +172,8 @@ void balloon_free(struct balloon *b)
 {
         if (!b)
                 return;
+        balloon_flush(b); /* the host gets back what was ballooned, even on the way out */
+        event_source_free(b->flush_timer);
         event_source_free(b->stats_timer);
         free(b);
 }
@@ -213,6 +226,8 @@ void balloon_get_state(struct balloon *b, struct balloon_state *ret)
                 .target_bytes = (uint64_t)b->num_pages * GUEST_PAGE_SIZE,
                 .actual_bytes = MIN((uint64_t)b->actual, b->ram_pages) * GUEST_PAGE_SIZE,
                 .inflated_bytes = b->inflated_pages * GUEST_PAGE_SIZE,
+                .pending_bytes = b->open.pending_pages * GUEST_PAGE_SIZE,
+                .open_blocks = b->open.nr,
                 .stats_period_s = b->opts.stats_period_s,
                 .stats_valid = b->stats_valid,
                 .stats = b->stats,
@@ -221,5 +236,7 @@ void balloon_get_state(struct balloon *b, struct balloon_state *ret)
                         b->stats_valid && now > b->stats_time_ns ? now - b->stats_time_ns : 0,
                 .metrics = b->metrics,
         };
+        ret->metrics.deferred_pages = b->open.late_pages;
+        ret->metrics.evicted_blocks = b->open.evictions;
         virtio_dev_unlock(&b->dev);
 }

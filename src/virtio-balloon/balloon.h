@@ -81,6 +81,8 @@ struct balloon_state {
         uint64_t target_bytes;   /* what the VMM asked for */
         uint64_t actual_bytes;   /* what the driver says it holds, clamped to guest RAM */
         uint64_t inflated_bytes; /* what the host counted: inflated minus deflated pages */
+        uint64_t pending_bytes;  /* inflated, not punched yet: in partial 2 MiB blocks */
+        uint64_t open_blocks;    /* partial 2 MiB blocks holding them */
         uint32_t stats_period_s;
         bool stats_valid;           /* a stats buffer arrived since the balloon was created */
         struct balloon_stats stats; /* the latest one */

@@ -17,6 +17,8 @@ struct balloon_metrics {
         uint64_t discarded_bytes;   /* bytes punched out of the memfd (inflate + reporting) */
         uint64_t discard_calls;     /* guest_mem_discard() calls, i.e. fallocate syscalls */
         uint64_t discard_errors;    /* of which failed (the host keeps the pages) */
+        uint64_t deferred_pages;    /* inflated pages punched late, by a flush or an eviction */
+        uint64_t evicted_blocks;    /* partial blocks punched because the open table was full */
         uint64_t out_of_range_pfns; /* pages named by the guest outside RAM, skipped */
         uint64_t skipped_reports;   /* reported ranges not page aligned, skipped */
         uint64_t malformed_events;  /* broken rings or requests: the device then needs reset */

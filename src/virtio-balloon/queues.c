@@ -13,40 +13,18 @@
 #include "tidal/log.h"
 #include "virtio-balloon/balloon-internal.h"
 
-/* Where the discard callback of the range builders accounts. */
-struct discard_ctx {
-        struct balloon *b;
-        bool discard; /* deflate only counts */
-};
-
-static void discard_range(void *opaque, uint64_t gpa, uint64_t len)
-{
-        struct discard_ctx *ctx = opaque;
-        struct balloon *b = ctx->b;
-        int r;
-
-        if (!ctx->discard)
-                return;
-        b->metrics.discard_calls++;
-        r = guest_mem_discard(b->mem, gpa, len);
-        if (r < 0) {
-                /* The host's problem, not the guest's: the pages stay allocated. Log once. */
-                b->metrics.discard_errors++;
-                if (!b->discard_error_logged) {
-                        b->discard_error_logged = true;
-                        log_warn_errno(r, "virtio-balloon: cannot discard 0x%llx+0x%llx",
-                                       (unsigned long long)gpa, (unsigned long long)len);
-                }
-                return;
-        }
-        b->metrics.discarded_bytes += len;
-}
-
-/* Inflate (discard = true) or deflate: an array of le32 4 KiB PFNs, read 256 at a time. */
+/*
+ * Inflate or deflate: an array of le32 4 KiB PFNs, read 256 at a time. Inflated pages go to the
+ * open-block table (discard.c), which punches the 2 MiB blocks they complete. Deflated pages
+ * leave it, and the rest of it is flushed before the request is acknowledged: the balloon is
+ * shrinking, and no page the guest takes back may be punched after it has it back.
+ */
 static int handle_pfns(struct balloon *b, const struct virtq_chain *chain, bool inflate,
                        const char **why)
 {
-        struct discard_ctx ctx = {.b = b, .discard = inflate};
+        struct balloon_punch punch = {.b = b};
+        pfn_range_fn fn = inflate ? balloon_inflate_range : balloon_deflate_range;
+        void *opaque = inflate ? (void *)&punch : (void *)b;
         struct pfn_ranges_count count = {0};
         uint32_t pfns[PFN_BATCH_MAX];
         uint32_t nr = chain->out_bytes / sizeof(uint32_t);
@@ -61,16 +39,19 @@ static int handle_pfns(struct balloon *b, const struct virtq_chain *chain, bool 
                 virtq_chain_read(chain, done * sizeof(uint32_t), pfns, n * sizeof(uint32_t));
                 for (uint32_t i = 0; i < n; i++)
                         pfns[i] = le32toh(pfns[i]);
-                pfn_ranges_from_pfns(pfns, n, b->mem, discard_range, &ctx, &count);
+                pfn_ranges_from_pfns(pfns, n, b->mem, fn, opaque, &count);
                 done += n;
         }
         b->metrics.out_of_range_pfns += count.out_of_range;
         if (inflate) {
+                balloon_punch_end(&punch);
+                balloon_inflate_done(b);
                 b->metrics.inflate_requests++;
                 b->metrics.inflated_pages += count.pages;
                 /* A guest inflating the same page twice must not push this past its RAM. */
                 b->inflated_pages = MIN(b->inflated_pages + count.pages, b->ram_pages);
         } else {
+                balloon_flush(b);
                 b->metrics.deflate_requests++;
                 b->metrics.deflated_pages += count.pages;
                 b->inflated_pages -= MIN(b->inflated_pages, count.pages);
@@ -84,7 +65,7 @@ static int handle_pfns(struct balloon *b, const struct virtq_chain *chain, bool 
  */
 static int handle_report(struct balloon *b, const struct virtq_chain *chain, const char **why)
 {
-        struct discard_ctx ctx = {.b = b, .discard = true};
+        struct balloon_punch punch = {.b = b};
         struct pfn_ranges_count count = {0};
         struct pfn_range ranges[VIRTQ_MAX_CHAIN];
         size_t nr = 0;
@@ -100,7 +81,8 @@ static int handle_report(struct balloon *b, const struct virtq_chain *chain, con
                 }
                 ranges[nr++] = (struct pfn_range){.gpa = buf->gpa, .len = buf->len};
         }
-        pfn_ranges_merge(ranges, nr, b->mem, discard_range, &ctx, &count);
+        pfn_ranges_merge(ranges, nr, b->mem, balloon_report_range, &punch, &count);
+        balloon_punch_end(&punch);
         b->metrics.report_requests++;
         b->metrics.reported_pages += count.pages;
         b->metrics.out_of_range_pfns += count.out_of_range;

@@ -11,7 +11,7 @@ mkdir -p "$out/corpus"
 clang -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=undefined -I"$src/include" -I"$src/src" \
         "$src/src/virtio-balloon/fuzz/fuzz-balloon.c" \
-        "$src"/src/virtio-balloon/{balloon,queues,pfn-ranges,stats}.c \
+        "$src"/src/virtio-balloon/{balloon,queues,discard,open-blocks,pfn-ranges,stats}.c \
         "$src"/src/vmm/virtio/{virtqueue,virtio-dev}.c \
         "$src"/src/vmm/kvm/{guest-mem,guest-mem-hotplug}.c \
         "$src"/src/shared/{log,event-loop}.c -lpthread -o "$out/fuzz-balloon"

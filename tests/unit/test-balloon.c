@@ -229,6 +229,25 @@ static bool needs_reset(struct ctx *c)
         return c->dev->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET;
 }
 
+/* The driver reports actual; at or above the target that flushes the open blocks. */
+static void write_actual(struct ctx *c, uint32_t pages)
+{
+        virtio_dev_lock(c->dev);
+        c->dev->ops->write_config(c->dev, 4, &pages, 4);
+        virtio_dev_unlock(c->dev);
+}
+
+static void inflate(struct ctx *c, uint32_t first, unsigned n)
+{
+        static uint32_t pfns[BALLOON_MAX_PFNS_PER_REQUEST];
+
+        assert_true(n <= ARRAY_SIZE(pfns));
+        for (unsigned i = 0; i < n; i++)
+                pfns[i] = first + i;
+        post_data(c, 0, pfns, n * sizeof(uint32_t));
+        kick(c, 0);
+}
+
 /* ---- Queue roles ---------------------------------------------------------------------- */
 
 static void test_features_offered(void **state)
@@ -347,10 +366,24 @@ static void test_inflate_discards(void **state)
 
         assert_int_equal(used_idx(c, 0), 1);
         assert_int_equal(c->queue_signals[0], 1);
+        /* Two partial 2 MiB blocks: held, nothing punched yet. */
         s = state_of(c);
-        assert_int_equal(s.metrics.discard_calls, 3); /* one per run, not 256 */
-        assert_int_equal(s.metrics.discarded_bytes, 256 * PG);
+        assert_int_equal(s.metrics.discard_calls, 0);
+        assert_int_equal(s.pending_bytes, 256 * PG);
+        assert_int_equal(s.open_blocks, 2);
         assert_int_equal(s.metrics.inflated_pages, 256);
+        assert_int_equal(s.inflated_bytes, 256 * PG);
+        assert_int_equal(*(uint8_t *)hva(c, 2 * MiB), 0xab);
+        assert_int_equal(before, after);
+
+        /* The driver reaches the target (0 here): flushed, one discard per run, not 256. */
+        write_actual(c, 256);
+        after = blocks(c);
+        s = state_of(c);
+        assert_int_equal(s.metrics.discard_calls, 3);
+        assert_int_equal(s.metrics.discarded_bytes, 256 * PG);
+        assert_int_equal(s.metrics.deferred_pages, 256);
+        assert_int_equal(s.pending_bytes, 0);
         assert_int_equal(s.inflated_bytes, 256 * PG);
         assert_true(before - after >= 256 * PG);
         assert_int_equal(*(uint8_t *)hva(c, 2 * MiB), 0);    /* punched */
@@ -367,23 +400,34 @@ static void test_deflate(void **state)
         uint64_t calls;
 
         start(c, 0);
+        touch(c, 4 * MiB, 100 * PG);
         for (unsigned i = 0; i < 100; i++)
                 pfns[i] = 1024 + i;
         post_data(c, 0, pfns, sizeof(pfns));
         kick(c, 0);
         s = state_of(c);
         assert_int_equal(s.inflated_bytes, 100 * PG);
+        assert_int_equal(s.pending_bytes, 100 * PG); /* a partial block: held */
         calls = s.metrics.discard_calls;
 
-        /* Give 40 back: no host work, the count drops. */
+        /*
+         * Give 40 back: they are never punched (the guest has them back once the request is
+         * acknowledged); the 60 still ballooned are punched before it is: one run.
+         */
         post_data(c, 1, pfns, 40 * sizeof(uint32_t));
         kick(c, 1);
         s = state_of(c);
         assert_int_equal(used_idx(c, 1), 1);
         assert_int_equal(c->queue_signals[1], 1);
-        assert_int_equal(s.metrics.discard_calls, calls);
+        assert_int_equal(s.metrics.discard_calls, calls + 1);
+        assert_int_equal(s.metrics.discarded_bytes, 60 * PG);
+        assert_int_equal(s.pending_bytes, 0);
+        assert_int_equal(*(uint8_t *)hva(c, 4 * MiB), 0xab);
+        assert_int_equal(*(uint8_t *)hva(c, 4 * MiB + 39 * PG), 0xab);
+        assert_int_equal(*(uint8_t *)hva(c, 4 * MiB + 40 * PG), 0);
         assert_int_equal(s.metrics.deflated_pages, 40);
         assert_int_equal(s.inflated_bytes, 60 * PG);
+        calls = s.metrics.discard_calls;
 
         /* Deflating more than was inflated cannot go below zero. */
         for (unsigned i = 0; i < 100; i++)
@@ -395,6 +439,7 @@ static void test_deflate(void **state)
         post_data(c, 1, pfns, 0);
         kick(c, 1);
         assert_int_equal(used_idx(c, 1), 3);
+        assert_int_equal(state_of(c).metrics.discard_calls, calls);
         assert_false(needs_reset(c));
 }
 
@@ -404,13 +449,21 @@ static void test_inflate_many_batches(void **state)
         static uint32_t pfns[1000];
 
         start(c, 0);
-        /* 1000 contiguous PFNs in one request, read 256 at a time: 4 batches, 4 discards. */
+        /*
+         * 1000 contiguous PFNs from 2 MiB in one request, read 256 at a time: the block at 2 MiB
+         * is completed and punched whole (one discard), the 488 pages after it are held.
+         */
         for (unsigned i = 0; i < 1000; i++)
                 pfns[i] = 512 + i;
         post_data(c, 0, pfns, sizeof(pfns));
         kick(c, 0);
-        assert_int_equal(state_of(c).metrics.discard_calls, 4);
+        assert_int_equal(state_of(c).metrics.discard_calls, 1);
+        assert_int_equal(state_of(c).metrics.discarded_bytes, 2 * MiB);
+        assert_int_equal(state_of(c).pending_bytes, 488 * PG);
         assert_int_equal(state_of(c).inflated_bytes, 1000 * PG);
+        write_actual(c, 1000);
+        assert_int_equal(state_of(c).metrics.discard_calls, 2);
+        assert_int_equal(state_of(c).metrics.discarded_bytes, 1000 * PG);
 }
 
 /* ---- Config: target and actual ---------------------------------------------------------- */
@@ -596,6 +649,168 @@ static void test_stats_timer(void **state)
         (void)state;
 }
 
+/* ---- Huge-page aware discards: open 2 MiB blocks ----------------------------------------- */
+
+static void test_whole_blocks_punched_at_once(void **state)
+{
+        struct ctx *c = *state;
+        uint64_t before;
+        struct balloon_state s;
+
+        start(c, 0);
+        touch(c, 2 * MiB, 4 * MiB);
+        /* Half of each of the blocks at 2 and 4 MiB: held. */
+        inflate(c, 2 * MiB / PG, 256);
+        inflate(c, 4 * MiB / PG, 256);
+        assert_int_equal(state_of(c).metrics.discard_calls, 0);
+        assert_int_equal(state_of(c).open_blocks, 2);
+        assert_int_equal(*(uint8_t *)hva(c, 2 * MiB), 0xab);
+        /* One request completes both: they touch, so one discard of 4 MiB. */
+        {
+                uint32_t pfns[512];
+
+                for (unsigned i = 0; i < 256; i++) {
+                        pfns[i] = 5 * MiB / PG + i;
+                        pfns[256 + i] = 3 * MiB / PG + i;
+                }
+                post_data(c, 0, pfns, sizeof(pfns));
+                before = blocks(c); /* after the driver wrote its buffer */
+                kick(c, 0);
+        }
+        s = state_of(c);
+        assert_int_equal(s.metrics.discard_calls, 1);
+        assert_int_equal(s.metrics.discarded_bytes, 4 * MiB);
+        assert_int_equal(s.metrics.deferred_pages, 0);
+        assert_int_equal(s.pending_bytes, 0);
+        assert_int_equal(s.open_blocks, 0);
+        assert_true(before - blocks(c) >= 4 * MiB);
+        assert_int_equal(*(uint8_t *)hva(c, 2 * MiB), 0);
+
+        /* In high RAM too, and a later flush has nothing left to do. */
+        inflate(c, 4 * GiB / PG + 512, 512);
+        assert_int_equal(state_of(c).metrics.discard_calls, 2);
+        write_actual(c, 0);
+        assert_int_equal(state_of(c).metrics.discard_calls, 2);
+        assert_false(needs_reset(c));
+}
+
+static void test_actual_reaching_target_flushes(void **state)
+{
+        struct ctx *c = *state;
+
+        assert_int_equal(balloon_set_target(c->b, 1000 * PG), 0);
+        start(c, 0);
+        inflate(c, 1024, 100);
+        write_actual(c, 100); /* still inflating */
+        assert_int_equal(state_of(c).pending_bytes, 100 * PG);
+        assert_int_equal(state_of(c).metrics.discard_calls, 0);
+        inflate(c, 1124, 100);
+        write_actual(c, 1000);
+        assert_int_equal(state_of(c).pending_bytes, 0);
+        assert_int_equal(state_of(c).metrics.discard_calls, 1); /* one run of 200 pages */
+        assert_int_equal(state_of(c).metrics.discarded_bytes, 200 * PG);
+}
+
+static void test_reset_flushes(void **state)
+{
+        struct ctx *c = *state;
+
+        start(c, 0);
+        touch(c, 4 * MiB, MiB);
+        inflate(c, 1024, 100);
+        assert_int_equal(*(uint8_t *)hva(c, 4 * MiB), 0xab);
+        virtio_dev_lock(c->dev);
+        c->dev->ops->reset(c->dev);
+        c->dev->status = 0;
+        virtio_dev_unlock(c->dev);
+        /* Punched before the new driver can use them, and never again. */
+        assert_int_equal(*(uint8_t *)hva(c, 4 * MiB), 0);
+        assert_int_equal(state_of(c).metrics.discard_calls, 1);
+        assert_int_equal(state_of(c).pending_bytes, 0);
+        assert_int_equal(state_of(c).inflated_bytes, 0);
+        touch(c, 4 * MiB, MiB);
+        start(c, 0);
+        write_actual(c, 0);
+        assert_int_equal(*(uint8_t *)hva(c, 4 * MiB), 0xab);
+        assert_int_equal(state_of(c).metrics.discard_calls, 1);
+}
+
+static void test_free_flushes(void **state)
+{
+        struct ctx *c = ctx_new(NULL);
+        uint64_t before;
+
+        start(c, 0);
+        touch(c, 4 * MiB, MiB);
+        inflate(c, 1024, 256);
+        before = blocks(c);
+        pthread_mutex_destroy(&c->dev->lock);
+        balloon_free(c->b);
+        assert_true(before - blocks(c) >= MiB);
+        guest_mem_release(&c->gm);
+        free(c);
+        (void)state;
+}
+
+static void test_flush_timer(void **state)
+{
+        struct ctx *c = ctx_new(NULL);
+        struct event_loop *loop;
+
+        assert_int_equal(event_loop_new(&loop), 0);
+        c->dev->loop = loop;
+        assert_int_equal(balloon_set_target(c->b, 1000 * PG), 0);
+        start(c, 0);
+        assert_non_null(c->b->flush_timer);
+        assert_false(c->b->flush_armed);
+        /* A whole block leaves nothing open: the timer stays disarmed. */
+        inflate(c, 1024, 512);
+        assert_false(c->b->flush_armed);
+        inflate(c, 1536, 100);
+        assert_true(c->b->flush_armed);
+        assert_int_equal(state_of(c).pending_bytes, 100 * PG);
+        /* Once inflation is quiet the held pages go back, and the timer is disarmed. */
+        run_loop(loop, 700);
+        assert_int_equal(state_of(c).pending_bytes, 0);
+        assert_int_equal(state_of(c).metrics.discard_calls, 2);
+        assert_int_equal(state_of(c).metrics.deferred_pages, 100);
+        assert_false(c->b->flush_armed);
+
+        ctx_free(c);
+        event_loop_free(loop);
+        (void)state;
+}
+
+static void test_hostile_report_over_open_block(void **state)
+{
+        struct ctx *c = *state;
+        uint64_t gpa = 4 * MiB;
+        uint32_t len = 2 * MiB;
+        struct balloon_state s;
+
+        start(c, F(VIRTIO_BALLOON_F_REPORTING));
+        /* Ballooned pages, twice (counted once), then reported as free: a lie. */
+        inflate(c, 1024, 100);
+        inflate(c, 1024, 100);
+        inflate(c, 1536 - 10, 10); /* the end of that block, held too */
+        assert_int_equal(state_of(c).pending_bytes, 110 * PG);
+        post(c, 2, &gpa, &len, 1, 1);
+        kick(c, 2);
+        s = state_of(c);
+        assert_int_equal(s.metrics.discard_calls, 1);
+        assert_int_equal(s.metrics.discarded_bytes, 2 * MiB);
+        assert_int_equal(s.pending_bytes, 0);
+        assert_int_equal(s.open_blocks, 0);
+        /* Not punched (or counted) a second time by a flush; the balloon count is the guest's. */
+        write_actual(c, 0);
+        s = state_of(c);
+        assert_int_equal(s.metrics.discard_calls, 1);
+        assert_int_equal(s.metrics.discarded_bytes, 2 * MiB);
+        assert_int_equal(s.metrics.deferred_pages, 0);
+        assert_int_equal(s.inflated_bytes, 210 * PG);
+        assert_false(needs_reset(c));
+}
+
 /* ---- Free page reporting ---------------------------------------------------------------- */
 
 static void test_reporting_discards(void **state)
@@ -673,7 +888,10 @@ static void test_hostile_pfns_outside_ram(void **state)
         kick(c, 0);
         assert_false(needs_reset(c)); /* skipped and counted, not fatal */
         assert_int_equal(state_of(c).metrics.out_of_range_pfns, 5);
+        assert_int_equal(state_of(c).pending_bytes, PG);
+        write_actual(c, 1);
         assert_int_equal(state_of(c).metrics.discard_calls, 1);
+        assert_int_equal(state_of(c).metrics.out_of_range_pfns, 5); /* not counted again */
         assert_int_equal(state_of(c).inflated_bytes, PG);
         assert_int_equal(used_idx(c, 0), 1);
 }
@@ -757,6 +975,14 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_inflate_discards, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_deflate, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_inflate_many_batches, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_whole_blocks_punched_at_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_actual_reaching_target_flushes, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_reset_flushes, setup, teardown),
+                cmocka_unit_test(test_free_flushes),
+                cmocka_unit_test(test_flush_timer),
+                cmocka_unit_test_setup_teardown(test_hostile_report_over_open_block, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_target_actual, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stats_held_and_returned, setup, teardown),
                 cmocka_unit_test(test_stats_timer),

@@ -124,7 +124,8 @@ static void run_op(struct balloon *b, const struct header *h, uint8_t op)
         }
         default:
                 balloon_get_state(b, &st);
-                if (st.actual_bytes > RAM_SIZE || st.inflated_bytes > RAM_SIZE)
+                if (st.actual_bytes > RAM_SIZE || st.inflated_bytes > RAM_SIZE ||
+                    st.pending_bytes > RAM_SIZE)
                         abort();
                 break;
         }
