@@ -9,8 +9,8 @@
 #include "tidal/parse.h"
 #include "virtio-balloon/balloon.h"
 #include "virtio-mem/virtio-mem.h"
-#include "vmm/dynmem/dynmem.h"
 #include "vmm/api/server.h"
+#include "vmm/dynmem/dynmem.h"
 #include "vmm/vm-internal.h"
 
 static void balloon_counters(const struct balloon_metrics *m, struct api_balloon_counters *c)
@@ -28,6 +28,8 @@ static void balloon_counters(const struct balloon_metrics *m, struct api_balloon
                 .out_of_range_pages = m->out_of_range_pfns,
                 .skipped_reports = m->skipped_reports,
                 .malformed_requests = m->malformed_events,
+                .deferred_bytes = m->deferred_pages * GUEST_PAGE_SIZE,
+                .evicted_blocks = m->evicted_blocks,
         };
 }
 
@@ -40,6 +42,7 @@ static void balloon_info(struct balloon *b, struct api_balloon_info *info)
                        : st.driver_ok ? API_DRIVER_RUNNING
                                       : API_DRIVER_NONE;
         info->inflated = st.inflated_bytes;
+        info->pending = st.pending_bytes;
         info->stats_count = st.stats_seq;
         balloon_counters(&st.metrics, &info->counters);
         info->target = st.target_bytes;
@@ -118,8 +121,9 @@ static int api_balloon_set(void *opaque, uint64_t bytes, char *err, size_t errle
         if (!vmm->cfg->balloon.enabled)
                 return -ENODEV;
         if (vmm->mem.dynamic) {
-                snprintf(err, errlen, "dynamic memory sets the balloon on this VM: change its "
-                                      "settings with memory-set instead");
+                snprintf(err, errlen,
+                         "dynamic memory sets the balloon on this VM: change its "
+                         "settings with memory-set instead");
                 return -EPERM;
         }
         if (bytes > vmm->cfg->memory) {
@@ -148,8 +152,9 @@ static int api_stats_period(void *opaque, uint64_t seconds, char *err, size_t er
         if (seconds > BALLOON_STATS_PERIOD_MAX_S)
                 return -ERANGE;
         if (seconds == 0 && vmm->mem.dynamic) {
-                snprintf(err, errlen, "dynamic memory needs the guest's statistics: the period "
-                                      "cannot be 0");
+                snprintf(err, errlen,
+                         "dynamic memory needs the guest's statistics: the period "
+                         "cannot be 0");
                 return -EPERM;
         }
         if (vmm->vm && vmm->vm->balloon) {
@@ -161,8 +166,8 @@ static int api_stats_period(void *opaque, uint64_t seconds, char *err, size_t er
         return 0;
 }
 
-static int api_memory_set(void *opaque, const struct mem_settings *req, unsigned which,
-                          char *err, size_t errlen)
+static int api_memory_set(void *opaque, const struct mem_settings *req, unsigned which, char *err,
+                          size_t errlen)
 {
         struct vmm *vmm = opaque;
         struct mem_settings next;

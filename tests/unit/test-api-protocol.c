@@ -74,8 +74,7 @@ static void memory_set_requests(void **state)
 
         expect_error("{\"cmd\":\"memory-set\"}", "needs at least one setting");
         expect_error("{\"cmd\":\"memory-set\",\"startup_bytes\":1}", "unknown member");
-        expect_error("{\"cmd\":\"memory-set\",\"maximum_bytes\":1099511627777}",
-                     "must be at most");
+        expect_error("{\"cmd\":\"memory-set\",\"maximum_bytes\":1099511627777}", "must be at most");
         expect_error("{\"cmd\":\"memory-set\",\"buffer\":-1}", "must not be negative");
         expect_error("{\"cmd\":\"memory-set\",\"weight\":\"high\"}", "must be an integer");
 }
@@ -248,13 +247,15 @@ static void info_encoding(void **state)
                    "\"requested_bytes\":0,\"plugged_bytes\":0,\"stuck_bytes\":0}},"
                    "\"balloon\":{\"target_bytes\":268435456,"
                    "\"actual_bytes\":134217728,\"driver\":\"needs-reset\","
-                   "\"inflated_bytes\":67108864,\"stats_period_s\":5,\"stats_count\":3,"
+                   "\"inflated_bytes\":67108864,\"pending_bytes\":0,\"stats_period_s\":5,\"stats_"
+                   "count\":3,"
                    "\"stats\":{\"age_ms\":1500,\"major_faults\":7,"
                    "\"free_memory_bytes\":314572800},\"counters\":{\"inflate_requests\":0,"
                    "\"deflate_requests\":0,\"report_requests\":0,\"inflated_bytes\":0,"
                    "\"deflated_bytes\":0,\"reported_bytes\":0,\"discarded_bytes\":0,"
                    "\"discard_calls\":9,\"discard_errors\":0,\"out_of_range_pages\":2,"
-                   "\"skipped_reports\":0,\"malformed_requests\":0}}}");
+                   "\"skipped_reports\":0,\"malformed_requests\":0,\"deferred_bytes\":0,"
+                   "\"evicted_blocks\":0}}}");
         json_object_put(o);
 
         info.has_balloon = false;
@@ -274,11 +275,12 @@ static void errno_messages(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(valid_requests), cmocka_unit_test(memory_set_requests), cmocka_unit_test(malformed_json),
-                cmocka_unit_test(not_an_object),  cmocka_unit_test(bad_cmd),
-                cmocka_unit_test(bad_members),    cmocka_unit_test(bad_numbers),
-                cmocka_unit_test(id_echo),        cmocka_unit_test(reply_encoding),
-                cmocka_unit_test(info_encoding),  cmocka_unit_test(errno_messages),
+                cmocka_unit_test(valid_requests), cmocka_unit_test(memory_set_requests),
+                cmocka_unit_test(malformed_json), cmocka_unit_test(not_an_object),
+                cmocka_unit_test(bad_cmd),        cmocka_unit_test(bad_members),
+                cmocka_unit_test(bad_numbers),    cmocka_unit_test(id_echo),
+                cmocka_unit_test(reply_encoding), cmocka_unit_test(info_encoding),
+                cmocka_unit_test(errno_messages),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

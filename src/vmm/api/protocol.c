@@ -37,8 +37,7 @@ static const struct command {
         {API_CMD_INFO, API_REQ_INFO, NULL, 0, true},
         {API_CMD_BALLOON_SET, API_REQ_BALLOON_SET, bytes_member, 1, true},
         {API_CMD_STATS_PERIOD, API_REQ_STATS_PERIOD, seconds_member, 1, true},
-        {API_CMD_MEMORY_SET, API_REQ_MEMORY_SET, memory_members, ARRAY_SIZE(memory_members),
-         false},
+        {API_CMD_MEMORY_SET, API_REQ_MEMORY_SET, memory_members, ARRAY_SIZE(memory_members), false},
         {API_CMD_SHUTDOWN, API_REQ_SHUTDOWN, NULL, 0, true},
         {API_CMD_REBOOT, API_REQ_REBOOT, NULL, 0, true},
 };
@@ -208,8 +207,8 @@ static int get_count(struct json_object *v, const struct member *m, uint64_t *re
         return 0;
 }
 
-static int get_members(struct json_object *root, const struct command *c,
-                       struct api_request *req, char *err, size_t errlen)
+static int get_members(struct json_object *root, const struct command *c, struct api_request *req,
+                       char *err, size_t errlen)
 {
         for (unsigned i = 0; i < c->nr_members; i++) {
                 const struct member *m = &c->members[i];
@@ -218,8 +217,7 @@ static int get_members(struct json_object *root, const struct command *c,
 
                 if (!json_object_object_get_ex(root, m->key, &v)) {
                         if (c->all_required)
-                                return fail(err, errlen, "\"%s\" needs \"%s\"", c->name,
-                                            m->key);
+                                return fail(err, errlen, "\"%s\" needs \"%s\"", c->name, m->key);
                         continue;
                 }
                 r = get_count(v, m, &req->values[i], err, errlen);
@@ -389,6 +387,8 @@ static struct json_object *counters_to_json(const struct api_balloon_counters *c
         add_u64(o, "out_of_range_pages", c->out_of_range_pages, failed);
         add_u64(o, "skipped_reports", c->skipped_reports, failed);
         add_u64(o, "malformed_requests", c->malformed_requests, failed);
+        add_u64(o, "deferred_bytes", c->deferred_bytes, failed);
+        add_u64(o, "evicted_blocks", c->evicted_blocks, failed);
         return o;
 }
 
@@ -419,6 +419,7 @@ static struct json_object *balloon_to_json(const struct api_balloon_info *b, boo
         add_u64(o, "actual_bytes", b->actual, failed);
         add_str(o, "driver", driver_state_name(b->driver), failed);
         add_u64(o, "inflated_bytes", b->inflated, failed);
+        add_u64(o, "pending_bytes", b->pending, failed);
         add_u64(o, "stats_period_s", b->stats_period, failed);
         add_u64(o, "stats_count", b->stats_count, failed);
         add(o, "stats", b->have_stats ? stats_to_json(b, failed) : NULL, failed);

@@ -35,6 +35,7 @@ struct api_balloon_counters {
         uint64_t inflated_bytes, deflated_bytes, reported_bytes, discarded_bytes;
         uint64_t discard_calls, discard_errors;
         uint64_t out_of_range_pages, skipped_reports, malformed_requests;
+        uint64_t deferred_bytes, evicted_blocks;
 };
 
 /* Virtio-balloon statistics are indexed by their virtio tag (VIRTIO_BALLOON_S_*). */
@@ -49,7 +50,8 @@ struct api_balloon_info {
         uint32_t stats_present; /* bit n set: stats[n] was in the report */
         uint64_t stats[API_BALLOON_STATS_MAX]; /* values as the guest reported them */
         enum api_driver_state driver;
-        uint64_t inflated;    /* bytes the host counted as inflated (punched out) */
+        uint64_t inflated;    /* bytes the host counted as inflated */
+        uint64_t pending;     /* of which not punched yet: in partial 2 MiB blocks */
         uint64_t stats_count; /* statistics buffers received */
         struct api_balloon_counters counters;
 };
@@ -63,8 +65,8 @@ struct api_memory_info {
         bool have_demand;  /* false until the guest's first statistics report */
         uint64_t demand;
         enum mem_status status;
-        uint64_t stuck;   /* plugged memory virtio-mem cannot unplug, ballooned instead */
-        bool has_vmem;    /* a virtio-mem device exists */
+        uint64_t stuck; /* plugged memory virtio-mem cannot unplug, ballooned instead */
+        bool has_vmem;  /* a virtio-mem device exists */
         enum api_driver_state vmem_driver;
         uint64_t vmem_region, vmem_requested, vmem_plugged;
 };
