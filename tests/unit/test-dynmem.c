@@ -167,7 +167,7 @@ static const struct mem_settings settings = {
 
 static uint64_t next(uint64_t target, uint64_t demand, bool fresh)
 {
-        struct controller_input in = {&settings, target, demand, fresh};
+        struct controller_input in = {&settings, target, demand, fresh, false};
 
         return controller_next_target(&in);
 }
@@ -224,6 +224,14 @@ static void controller_shrinks_in_bounded_steps(void **state)
         }
         assert_int_equal(t, 512 * MiB);
         assert_in_range(steps, 3, 10);
+        /* A low reading confirmed by the next round takes the rest of the gap, bounded. */
+        struct controller_input in = {&settings, 2 * GiB, 400 * MiB, true, true};
+
+        assert_int_equal(controller_next_target(&in), 512 * MiB);
+        in.target = 4 * GiB;
+        assert_int_equal(controller_next_target(&in), 2 * GiB);
+        in.fresh = false;
+        assert_int_equal(controller_next_target(&in), 4 * GiB);
         /* Stale statistics never shrink a guest; they may still grow it. */
         assert_int_equal(next(2 * GiB, 0, false), 2 * GiB);
         assert_int_equal(next(1 * GiB, 2 * GiB, false), 2458 * MiB); /* 2457.6 rounded up */

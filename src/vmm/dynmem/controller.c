@@ -30,7 +30,9 @@ uint64_t controller_next_target(const struct controller_input *in)
         /* Never squeeze a guest on stale figures: it may be too busy to report. */
         if (cur - want < deadband(cur) || !in->fresh)
                 return cur;
-        step = MIN(MAX((cur - want) / 2, CONTROLLER_SHRINK_MIN), CONTROLLER_SHRINK_MAX);
+        /* Half on a first low reading, which may be a blip; the rest once it is confirmed. */
+        step = in->settled ? cur - want : (cur - want) / 2;
+        step = MIN(MAX(step, CONTROLLER_SHRINK_MIN), CONTROLLER_SHRINK_MAX);
         step = MIN(ALIGN_UP(step, MEM_BLOCK_SIZE), cur - want);
         return cur - step;
 }

@@ -22,12 +22,14 @@ struct controller_input {
         uint64_t target; /* the current target: what the guest is being moved to */
         uint64_t demand; /* bytes, from demand_estimate() */
         bool fresh;      /* demand comes from a recent report; stale data never shrinks */
+        bool settled;    /* the previous round wanted less too: the low demand is no blip */
 };
 
 /*
  * The next target: clamp(demand * (1 + buffer), minimum, maximum), reached in bounded steps
- * (growing at once up to CONTROLLER_GROW_MAX, shrinking by half the gap, within
- * [CONTROLLER_SHRINK_MIN, CONTROLLER_SHRINK_MAX]); it does not shrink inside the dead band.
+ * (growing at once up to CONTROLLER_GROW_MAX; shrinking by half the gap, or all of it when
+ * `settled`, within [CONTROLLER_SHRINK_MIN, CONTROLLER_SHRINK_MAX]); it does not shrink inside
+ * the dead band.
  * Always within [minimum, maximum] and a multiple of MEM_BLOCK_SIZE.
  */
 uint64_t controller_next_target(const struct controller_input *in);

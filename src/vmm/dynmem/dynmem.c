@@ -21,12 +21,13 @@ struct dynmem {
         struct dynmem_state state;
         struct demand_sample prev; /* the report before the latest one */
         bool have_prev;
-        uint64_t stats_seq;          /* the latest report used */
-        uint64_t overhead;           /* what the guest kernel keeps out of MemTotal */
+        uint64_t stats_seq; /* the latest report used */
+        uint64_t overhead;  /* what the guest kernel keeps out of MemTotal */
         bool have_overhead;
-        uint64_t last_assigned;      /* assigned one round ago */
-        uint64_t last_plugged;       /* virtio-mem's plugged size one round ago */
-        unsigned unplug_idle_rounds; /* rounds it stayed above requested without progress */
+        uint64_t last_assigned;         /* assigned one round ago */
+        bool shrinking;                 /* the last round lowered the target */
+        uint64_t last_plugged;          /* virtio-mem's plugged size one round ago */
+        unsigned unplug_idle_rounds;    /* rounds it stayed above requested without progress */
         uint64_t set_vmem, set_balloon; /* what was last asked of each */
 };
 
@@ -79,9 +80,8 @@ static uint64_t vmem_stuck(struct dynmem *d, const struct virtio_mem_state *vm)
                 d->unplug_idle_rounds++;
         }
         d->last_plugged = vm->plugged_size;
-        return d->unplug_idle_rounds >= DYNMEM_STUCK_ROUNDS
-                       ? vm->plugged_size - vm->requested_size
-                       : 0;
+        return d->unplug_idle_rounds >= DYNMEM_STUCK_ROUNDS ? vm->plugged_size - vm->requested_size
+                                                            : 0;
 }
 
 static void apply(struct dynmem *d, const struct mem_split *split)
@@ -127,8 +127,12 @@ static void run_round(struct dynmem *d)
                 .target = d->state.target,
                 .demand = d->state.have_demand ? d->state.demand : d->state.target,
                 .fresh = d->state.have_demand && stats_fresh(&b),
+                .settled = d->shrinking,
         };
-        d->state.target = controller_next_target(&in);
+        uint64_t next = controller_next_target(&in);
+
+        d->shrinking = next < d->state.target;
+        d->state.target = next;
         d->state.status = mem_status_of(d->state.assigned, d->state.demand, s->buffer);
         d->state.vmem_stuck = d->vmem ? vmem_stuck(d, &vm) : 0;
         controller_split(d->state.target, s->startup, d->region, d->state.vmem_stuck, &split);
