@@ -557,8 +557,9 @@ def virtio_mem_probe(ctx):
         slot, driver = virtio_mem_function(g)
         check(driver == "virtio_mem", "the virtio device on %s is bound to %r" % (slot, driver))
         rc, cmdline = g.exec("cat /proc/cmdline")
-        check("memhp_default_state=online_movable" in cmdline[0],
-              "tidal did not ask for movable hot-plugged memory: %r" % cmdline)
+        check("memhp_default_state=online memory_hotplug.online_policy=auto-movable" in
+              cmdline[0], "tidal did not ask for hot-plugged memory to come online, mostly "
+              "movable: %r" % cmdline)
         # The region is the driver's, not System RAM, until something is plugged.
         rc, iomem = g.exec("cat /proc/iomem")
         check(any(re.match(r"\s*100000000-[0-9a-f]+ : virtio\d+$", l) for l in iomem),
