@@ -125,11 +125,12 @@ static void run_round(struct dynmem *d)
         struct controller_input in = {
                 .settings = s,
                 .target = d->state.target,
-                .demand = d->state.have_demand ? d->state.demand : d->state.target,
-                .fresh = d->state.have_demand && stats_fresh(&b),
+                .demand = d->state.demand,
+                .fresh = stats_fresh(&b),
                 .settled = d->shrinking,
         };
-        uint64_t next = controller_next_target(&in);
+        /* Until the guest's first report there is nothing to go on: it keeps startup. */
+        uint64_t next = d->state.have_demand ? controller_next_target(&in) : d->state.target;
 
         d->shrinking = next < d->state.target;
         d->state.target = next;
