@@ -136,8 +136,7 @@ static int conn_flush(struct api_conn *c)
 
 /* ---- requests ---- */
 
-static int memory_set(struct api_server *s, const struct api_request *req, char *err,
-                      size_t errlen)
+static int memory_set(struct api_server *s, const struct api_request *req, char *err, size_t errlen)
 {
         struct mem_settings m = {
                 .minimum = req->values[0],
