@@ -51,7 +51,8 @@ import tempfile
 import threading
 import time
 
-from balloon import FALLOC, MADV, FtraceCounter, Qmp, connect_unix, thp_settings
+import balloon
+from balloon import FALLOC, MADV, FtraceCounter, Qmp, thp_settings
 from common import CMDLINE, Guest, emit, in_rig_or_direct, median, prepare_guest
 
 MIB = 1 << 20
@@ -62,23 +63,8 @@ VMMS = ["tidal", "vmem", "balloon"]
 LABEL = {"tidal": "tidal", "vmem": "qemu virtio-mem", "balloon": "qemu virtio-balloon"}
 
 
-class TidalApi:
-    """tidal's control socket, spoken directly: one connection kept open."""
-
-    def __init__(self, path, timeout=120):
-        self.sock = connect_unix(path, timeout)
-        self.f = self.sock.makefile("rwb")
-
-    def execute(self, req):
-        self.f.write((json.dumps(req) + "\n").encode())
-        self.f.flush()
-        line = self.f.readline()
-        if not line:
-            raise EOFError("control socket closed")
-        reply = json.loads(line)
-        if not reply.get("ok"):
-            raise RuntimeError("tidal %s: %s" % (req["cmd"], reply.get("error")))
-        return reply
+class TidalApi(balloon.TidalApi):
+    """tidal's control socket as bench/balloon.py speaks it, plus the memory figures."""
 
     def memory(self):
         info = self.execute({"cmd": "info"})["info"]
@@ -89,9 +75,6 @@ class TidalApi:
                 "requested": vm.get("requested_bytes", 0), "plugged": vm.get("plugged_bytes", 0),
                 "stuck": vm.get("stuck_bytes", 0), "balloon": b.get("actual_bytes", 0),
                 "stats_count": b.get("stats_count", 0)}
-
-    def close(self):
-        self.sock.close()
 
 
 class Sampler:
