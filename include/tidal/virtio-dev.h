@@ -117,6 +117,21 @@ static inline bool virtio_dev_running(const struct virtio_dev *dev)
 /* The guest broke the protocol: set DEVICE_NEEDS_RESET, log once with the reason. */
 void virtio_dev_needs_reset(struct virtio_dev *dev, const char *reason);
 
+/*
+ * Serves one available chain: 1 when it went back to the driver, 0 when the device keeps it,
+ * or a negative errno with *why saying how the guest broke the protocol.
+ */
+typedef int (*virtio_chain_fn)(void *opaque, unsigned idx, const struct virtq_chain *chain,
+                               const char **why);
+
+/*
+ * Serves every chain the driver made available on queue idx while the device runs, signals
+ * the queue once if any went back, and on a broken ring or request sets DEVICE_NEEDS_RESET
+ * (logged once). 0, or -EBADMSG when the guest broke the protocol (for the device's
+ * counters). Call with dev->lock held.
+ */
+int virtio_dev_serve_queue(struct virtio_dev *dev, unsigned idx, virtio_chain_fn fn, void *opaque);
+
 /* Pushes used buffers' interrupt if the driver wants one (call with dev->lock held). */
 void virtio_dev_signal_queue(struct virtio_dev *dev, unsigned idx);
 void virtio_dev_signal_config(struct virtio_dev *dev);

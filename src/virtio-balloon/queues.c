@@ -127,9 +127,10 @@ static int handle_stats(struct balloon *b, unsigned idx, const struct virtq_chai
 }
 
 /* Serves one chain; 1 if it was returned to the driver, 0 if held, or -EBADMSG. */
-static int handle_chain(struct balloon *b, unsigned idx, const struct virtq_chain *chain,
+static int handle_chain(void *opaque, unsigned idx, const struct virtq_chain *chain,
                         const char **why)
 {
+        struct balloon *b = opaque;
         int r;
 
         switch (b->roles[idx]) {
@@ -161,25 +162,11 @@ static int handle_chain(struct balloon *b, unsigned idx, const struct virtq_chai
 void balloon_queue_notify(struct virtio_dev *dev, unsigned idx)
 {
         struct balloon *b = dev->priv;
-        struct virtq_chain chain;
-        const char *why = "malformed ring";
-        bool pushed = false;
-        int r = 0;
 
         if (idx >= BALLOON_NR_QUEUES)
                 return;
-        while (virtio_dev_running(dev) && (r = virtq_pop(&dev->queues[idx], &chain)) > 0) {
-                r = handle_chain(b, idx, &chain, &why);
-                if (r < 0)
-                        break;
-                pushed |= r > 0;
-        }
-        if (pushed)
-                virtio_dev_signal_queue(dev, idx);
-        if (r < 0) {
+        if (virtio_dev_serve_queue(dev, idx, handle_chain, b) < 0)
                 b->metrics.malformed_events++;
-                virtio_dev_needs_reset(dev, why);
-        }
 }
 
 void balloon_stats_tick(struct balloon *b)

@@ -212,8 +212,10 @@ static bool response_still_mapped(const struct virtio_mem *m, const struct virtq
 }
 
 /* Serves one chain: 1 if it went back to the driver, or -EBADMSG with *why set. */
-static int handle_chain(struct virtio_mem *m, const struct virtq_chain *chain, const char **why)
+static int handle_chain(void *opaque, unsigned idx, const struct virtq_chain *chain,
+                        const char **why)
 {
+        struct virtio_mem *m = opaque;
         uint8_t raw[VIRTIO_MEM_REQ_SIZE], out[VIRTIO_MEM_RESP_SIZE];
         struct virtio_mem_req req;
         struct virtio_mem_resp resp;
@@ -246,23 +248,9 @@ static int handle_chain(struct virtio_mem *m, const struct virtq_chain *chain, c
 void virtio_mem_queue_notify(struct virtio_dev *dev, unsigned idx)
 {
         struct virtio_mem *m = dev->priv;
-        struct virtq_chain chain;
-        const char *why = "malformed ring";
-        bool pushed = false;
-        int r = 0;
 
         if (idx >= VIRTIO_MEM_NR_QUEUES)
                 return;
-        while (virtio_dev_running(dev) && (r = virtq_pop(&dev->queues[idx], &chain)) > 0) {
-                r = handle_chain(m, &chain, &why);
-                if (r < 0)
-                        break;
-                pushed = true;
-        }
-        if (pushed)
-                virtio_dev_signal_queue(dev, idx);
-        if (r < 0) {
+        if (virtio_dev_serve_queue(dev, idx, handle_chain, m) < 0)
                 m->metrics.malformed_events++;
-                virtio_dev_needs_reset(dev, why);
-        }
 }

@@ -25,6 +25,27 @@ void virtio_dev_needs_reset(struct virtio_dev *dev, const char *reason)
                 virtio_dev_signal_config(dev);
 }
 
+int virtio_dev_serve_queue(struct virtio_dev *dev, unsigned idx, virtio_chain_fn fn, void *opaque)
+{
+        struct virtq_chain chain;
+        const char *why = "malformed ring";
+        bool pushed = false;
+        int r = 0;
+
+        while (virtio_dev_running(dev) && (r = virtq_pop(&dev->queues[idx], &chain)) > 0) {
+                r = fn(opaque, idx, &chain, &why);
+                if (r < 0)
+                        break;
+                pushed |= r > 0;
+        }
+        if (pushed)
+                virtio_dev_signal_queue(dev, idx);
+        if (r >= 0)
+                return 0;
+        virtio_dev_needs_reset(dev, why);
+        return -EBADMSG;
+}
+
 void virtio_dev_signal_queue(struct virtio_dev *dev, unsigned idx)
 {
         if (idx >= dev->ops->nr_queues || idx >= VIRTIO_MAX_QUEUES || !dev->transport)
