@@ -21,4 +21,5 @@ struct virtio_mem_metrics {
         uint64_t discard_calls;       /* guest_mem_discard() calls: one per contiguous run */
         uint64_t discard_errors;      /* of which failed (the host keeps the pages) */
         uint64_t malformed_events;    /* broken rings or requests: the device then needs reset */
+        uint64_t nudges;              /* config interrupts re-sent to a driver that stalled */
 };

@@ -153,6 +153,16 @@ int virtio_mem_set_requested(struct virtio_mem *m, uint64_t bytes)
         return 0;
 }
 
+void virtio_mem_nudge(struct virtio_mem *m)
+{
+        virtio_dev_lock(&m->dev);
+        if (virtio_dev_running(&m->dev)) {
+                m->metrics.nudges++;
+                virtio_dev_signal_config(&m->dev);
+        }
+        virtio_dev_unlock(&m->dev);
+}
+
 static enum virtio_mem_driver driver_state(const struct virtio_dev *dev)
 {
         if (dev->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET)

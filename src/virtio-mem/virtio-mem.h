@@ -60,6 +60,14 @@ struct virtio_dev *virtio_mem_virtio_dev(struct virtio_mem *m);
  */
 int virtio_mem_set_requested(struct virtio_mem *m, uint64_t bytes);
 
+/*
+ * Raises the config-change interrupt again without changing anything. Linux's driver backs
+ * off for 50 s to 5 min after a plug fails for want of guest memory (the memmap of a new
+ * memory block) or an unplug finds pages it cannot move; a config change makes it retry at
+ * once. The VMM calls this when the driver stops making progress. No-op while not running.
+ */
+void virtio_mem_nudge(struct virtio_mem *m);
+
 enum virtio_mem_driver {
         VIRTIO_MEM_DRIVER_NONE,        /* no DRIVER_OK since the last reset */
         VIRTIO_MEM_DRIVER_RUNNING,     /* DRIVER_OK and not broken */

@@ -28,6 +28,8 @@ struct dynmem {
         bool shrinking;                 /* the last round lowered the target */
         uint64_t last_plugged;          /* virtio-mem's plugged size one round ago */
         unsigned unplug_idle_rounds;    /* rounds it stayed above requested without progress */
+        unsigned stall_rounds;          /* rounds virtio-mem moved no block towards requested */
+        bool stall_logged;              /* the current stall has been logged */
         uint64_t set_vmem, set_balloon; /* what was last asked of each */
 };
 
@@ -84,6 +86,34 @@ static uint64_t vmem_stuck(struct dynmem *d, const struct virtio_mem_state *vm)
                                                             : 0;
 }
 
+/*
+ * Linux's virtio-mem driver backs off for 50 s or more when a plug or unplug fails in the guest
+ * (no memory for a new block's memmap, pages that cannot move); re-raising the config interrupt
+ * makes it retry at once. A stall is no progress towards requested_size for
+ * DYNMEM_NUDGE_ROUNDS rounds; the nudge is then repeated at that pace until it moves.
+ */
+static void nudge_stalled_vmem(struct dynmem *d, const struct virtio_mem_state *vm)
+{
+        bool behind = vm->plugged_size != vm->requested_size;
+        bool moved = vm->plugged_size != d->last_plugged;
+
+        if (!behind || moved || vm->driver != VIRTIO_MEM_DRIVER_RUNNING) {
+                d->stall_rounds = 0;
+                d->stall_logged = false;
+                return;
+        }
+        if (++d->stall_rounds < DYNMEM_NUDGE_ROUNDS)
+                return;
+        d->stall_rounds = 0;
+        if (!d->stall_logged)
+                log_info("dynamic memory: the guest stopped at %llu MiB of virtio-mem with %llu MiB "
+                         "requested; asking it to retry",
+                         (unsigned long long)(vm->plugged_size >> 20),
+                         (unsigned long long)(vm->requested_size >> 20));
+        d->stall_logged = true;
+        virtio_mem_nudge(d->vmem);
+}
+
 static void apply(struct dynmem *d, const struct mem_split *split)
 {
         int r;
@@ -135,6 +165,8 @@ static void run_round(struct dynmem *d)
         d->shrinking = next < d->state.target;
         d->state.target = next;
         d->state.status = mem_status_of(d->state.assigned, d->state.demand, s->buffer);
+        if (d->vmem)
+                nudge_stalled_vmem(d, &vm);
         d->state.vmem_stuck = d->vmem ? vmem_stuck(d, &vm) : 0;
         controller_split(d->state.target, s->startup, d->region, d->state.vmem_stuck, &split);
         apply(d, &split);

@@ -19,6 +19,7 @@ struct dynmem;
 
 #define DYNMEM_PERIOD_NS    1000000000ULL /* how often the controller runs */
 #define DYNMEM_STUCK_ROUNDS 5 /* rounds without unplug progress before the balloon steps in */
+#define DYNMEM_NUDGE_ROUNDS 3 /* rounds without virtio-mem progress before it is nudged */
 
 struct dynmem_state {
         uint64_t target;   /* where the controller is moving the guest */
