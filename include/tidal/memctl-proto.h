@@ -11,7 +11,7 @@
  *    "metrics"), each answered by one reply with "ok" (as on a VM's control socket,
  *    docs/api.md).
  *
- * The VM side's messages are encoded and decoded here (src/memctl/proto.c, pure, unit tested)
+ * The VM side's messages are encoded and decoded here (src/shared/memctl-proto.c, pure, tested)
  * so both ends agree on every member and every bound.
  */
 #pragma once

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * tidald's policy (docs/tidald.md has the algorithm and a worked example): how the host's
+ * tidald's policy (docs/memctl-policy.md has the algorithm and a worked example): how the host's
  * memory budget is shared between the VMs, by weight, and how room is found to admit a new VM.
  * Pure functions over an array of VMs: no I/O, no clock, so they are property-tested over
  * random hosts (tests/unit/test-policy.c) and benchmarked on 10,000 VMs (bench/).
@@ -30,7 +30,7 @@ struct policy_vm {
         unsigned weight;                    /* 0..10000; higher is served first */
         bool have_demand;                   /* false: no statistics yet; it keeps its grant */
         uint64_t demand;                    /* bytes the guest needs (its report) */
-        bool fresh;      /* statistics are recent; a stale VM is never cut below its grant */
+        bool fresh;        /* statistics are recent; a stale VM is never cut below its grant */
         uint64_t assigned; /* bytes it holds now */
         /* Input and output: the current grant in, the new grant out. */
         uint64_t grant;
@@ -38,8 +38,8 @@ struct policy_vm {
 
 /* What one balancing round decided, for logs and tests. */
 struct policy_result {
-        uint64_t granted;  /* sum of the new grants */
-        uint64_t reserved; /* sum of max(grant, assigned): what is spoken for */
+        uint64_t granted;     /* sum of the new grants */
+        uint64_t reserved;    /* sum of max(grant, assigned): what is spoken for */
         bool short_of_memory; /* not everyone got demand * (1 + buffer) */
         size_t changed;       /* grants that moved */
 };
@@ -49,10 +49,11 @@ struct policy_result {
  * clamp(demand * (1 + buffer), minimum, maximum); when memory is short, buffers are cut first,
  * lowest weight first, then lower-weight VMs lose memory down to their minimum before higher
  * ones lose any; equal weights share a cut in proportion. Grants move by at most
- * POLICY_SHRINK_MAX down per round, not at all inside the dead band, and growth is limited to
- * memory no other VM still holds. New grants are multiples of MEM_BLOCK_SIZE within [minimum,
- * maximum], and sum(max(grant, assigned)) <= budget whenever it was on entry (if it was not,
- * for instance after a restart of the daemon, no grant grows until it is).
+ * POLICY_SHRINK_MAX down per round, not at all inside the dead band (except a growth that ends
+ * a Warning, and a shrink whose memory another VM's growth needs), and growth is limited to
+ * memory no other VM still holds, highest weight first. New grants are multiples of MEM_BLOCK_SIZE
+ * within [minimum, maximum], and sum(max(grant, assigned)) <= budget whenever it was on entry (if
+ * it was not, for instance after a restart of the daemon, no grant grows until it is).
  */
 void policy_balance(struct policy_vm *vms, size_t n, uint64_t budget, struct policy_result *ret);
 
