@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * tidalctl, the command-line client: options, the command tables, and the one place that talks
- * to a VM and turns the outcome into an exit status. Commands live in tables (one per kind:
- * per-VM today, host-wide through tidald later) so adding one is a table entry and a function.
+ * to a VM or to tidald and turns the outcome into an exit status. Commands live in tables (one
+ * per kind: per-VM, host-wide through tidald) so adding one is a table entry and a function.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,10 +15,14 @@
 #include "memctl/client.h"
 #include "memctl/ctl.h"
 #include "tidal/api.h"
+#include "tidal/memctl-proto.h"
+#include "tidal/memory-settings.h"
 #include "tidal/parse.h"
 
 #define DEFAULT_TIMEOUT_S 10
 #define MAX_TIMEOUT_S     3600
+#define MAX_INTERVAL_S    3600
+#define MAX_COUNT         1000000
 
 static const struct command_group {
         const char *title;
@@ -27,6 +31,8 @@ static const struct command_group {
 } groups[] = {
         {"Commands for one VM (give --api-socket or --name)", ctl_vm_commands,
          &ctl_vm_commands_count},
+        {"Commands for the host (talk to tidald; --socket PATH, default " MEMCTL_SOCKET_DEFAULT ")",
+         ctl_host_commands, &ctl_host_commands_count},
 };
 
 enum {
@@ -35,6 +41,13 @@ enum {
         OPT_JSON,
         OPT_TIMEOUT,
         OPT_VERSION,
+        OPT_SOCKET,
+        OPT_MINIMUM,
+        OPT_MAXIMUM,
+        OPT_BUFFER,
+        OPT_WEIGHT,
+        OPT_INTERVAL,
+        OPT_COUNT,
 };
 
 /* The same options are accepted before and after the command. */
@@ -45,7 +58,30 @@ static const struct option options[] = {
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, OPT_VERSION},
+        {"socket", required_argument, NULL, OPT_SOCKET},
+        {"minimum", required_argument, NULL, OPT_MINIMUM},
+        {"maximum", required_argument, NULL, OPT_MAXIMUM},
+        {"buffer", required_argument, NULL, OPT_BUFFER},
+        {"weight", required_argument, NULL, OPT_WEIGHT},
+        {"interval", required_argument, NULL, OPT_INTERVAL},
+        {"count", required_argument, NULL, OPT_COUNT},
         {},
+};
+
+/* The per-command options: how --help shows them and how a misplaced one is named. */
+static const struct {
+        unsigned bit;
+        const char *name, *arg, *help;
+} command_options[] = {
+        {CTL_OPT_MINIMUM, "--minimum", "SIZE",
+         "lower Minimum (it may not be raised while running)"},
+        {CTL_OPT_MAXIMUM, "--maximum", "SIZE",
+         "raise Maximum (it may not be lowered while running)"},
+        {CTL_OPT_BUFFER, "--buffer", "PERCENT", "memory to hold above demand, 5 to 2000 %"},
+        {CTL_OPT_WEIGHT, "--weight", "N", "priority when memory is short, 0 to 10000"},
+        {CTL_OPT_INTERVAL, "--interval", "SECONDS",
+         "time between refreshes, 1 to 3600 (default 1)"},
+        {CTL_OPT_COUNT, "--count", "N", "stop after N refreshes (default: until interrupted)"},
 };
 
 int ctl_fail(int status, const char *fmt, ...)
@@ -72,8 +108,9 @@ static void print_help(FILE *f)
                 "  --name NAME        the VM's name; its socket is\n"
                 "                     $XDG_RUNTIME_DIR/tidal/NAME.sock (/run/tidal/NAME.sock "
                 "for root)\n"
-                "  --json             print the VM's reply as JSON\n"
-                "  --timeout SECONDS  how long to wait for the VM (default %d)\n"
+                "  --socket PATH      tidald's socket (default " MEMCTL_SOCKET_DEFAULT ")\n"
+                "  --json             print the reply as JSON\n"
+                "  --timeout SECONDS  how long to wait for the VM or tidald (default %d)\n"
                 "  -h, --help         show this help; after a command, that command's\n"
                 "  --version          show the version\n",
                 DEFAULT_TIMEOUT_S);
@@ -87,13 +124,25 @@ static void print_help(FILE *f)
                         fprintf(f, "  %-23s%s\n", synopsis, c->summary);
                 }
         }
-        fprintf(f, "\nExit status: 0 done; 1 the VM refused or the request failed; 2 usage error;\n"
-                   "3 cannot reach the VM (no socket, nothing listening, timeout).\n");
+        fprintf(f, "\nExit status: 0 done; 1 the VM or tidald refused or the request failed;\n"
+                   "2 usage error; 3 cannot reach the VM or tidald (no socket, nothing listening,\n"
+                   "timeout).\n");
 }
 
 static void print_command_help(const struct ctl_command *c)
 {
         printf("Usage: tidalctl [OPTIONS] %s %s\n\n%s.\n", c->name, c->args, c->summary);
+        if (c->options)
+                printf("\nOptions:\n");
+        for (size_t i = 0; i < ARRAY_SIZE(command_options); i++) {
+                char synopsis[32];
+
+                if (!(c->options & command_options[i].bit))
+                        continue;
+                snprintf(synopsis, sizeof(synopsis), "%s %s", command_options[i].name,
+                         command_options[i].arg);
+                printf("  %-20s%s\n", synopsis, command_options[i].help);
+        }
 }
 
 static const struct ctl_command *find_command(const char *name)
@@ -108,17 +157,84 @@ static const struct ctl_command *find_command(const char *name)
 /* Result of option parsing: keep going, or exit now with this status. */
 #define CONTINUE -1
 
+static bool socket_path_valid(const char *path)
+{
+        return path[0] != '\0' && strlen(path) < sizeof(((struct sockaddr_un *)NULL)->sun_path);
+}
+
+/* A size option (--minimum, --maximum) into *ret; remembers that it was given. */
+static int parse_size_option(struct ctl *ctl, unsigned bit, const char *opt, const char *arg,
+                             uint64_t *ret)
+{
+        if (parse_size(arg, ret) < 0 || *ret > MEM_SETTINGS_MAX)
+                return ctl_fail(CTL_EXIT_USAGE, "%s: '%s' is not a size up to 1T (like 512M or 2G)",
+                                opt, arg);
+        ctl->given |= bit;
+        return CONTINUE;
+}
+
+/* A number option in [min, max] into *ret; remembers that it was given. */
+static int parse_number_option(struct ctl *ctl, unsigned bit, const char *opt, const char *arg,
+                               unsigned min, unsigned max, unsigned *ret)
+{
+        uint64_t v;
+
+        if (parse_uint(arg, min, max, &v) < 0)
+                return ctl_fail(CTL_EXIT_USAGE, "%s: '%s' is not a number from %u to %u", opt, arg,
+                                min, max);
+        *ret = (unsigned)v;
+        ctl->given |= bit;
+        return CONTINUE;
+}
+
+/* The options only some commands take (checked against the command in run_command()). */
+static int parse_command_option(struct ctl *ctl, int opt, const char *arg)
+{
+        switch (opt) {
+        case OPT_MINIMUM:
+                return parse_size_option(ctl, CTL_OPT_MINIMUM, "--minimum", arg, &ctl->minimum);
+        case OPT_MAXIMUM:
+                return parse_size_option(ctl, CTL_OPT_MAXIMUM, "--maximum", arg, &ctl->maximum);
+        case OPT_BUFFER:
+                /* The range the protocol carries; the daemon applies the rules (5 at least). */
+                return parse_number_option(ctl, CTL_OPT_BUFFER, "--buffer", arg, 0, MEM_BUFFER_MAX,
+                                           &ctl->buffer);
+        case OPT_WEIGHT:
+                return parse_number_option(ctl, CTL_OPT_WEIGHT, "--weight", arg, 0, MEM_WEIGHT_MAX,
+                                           &ctl->weight);
+        case OPT_INTERVAL:
+                return parse_number_option(ctl, CTL_OPT_INTERVAL, "--interval", arg, 1,
+                                           MAX_INTERVAL_S, &ctl->interval_s);
+        default: /* OPT_COUNT */
+                return parse_number_option(ctl, CTL_OPT_COUNT, "--count", arg, 1, MAX_COUNT,
+                                           &ctl->count);
+        }
+}
+
 static int parse_option(struct ctl *ctl, int opt, const char *arg, bool *help)
 {
         uint64_t seconds;
 
         switch (opt) {
         case OPT_API_SOCKET:
-                if (arg[0] == '\0' || strlen(arg) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
+                if (!socket_path_valid(arg))
                         return ctl_fail(CTL_EXIT_USAGE,
                                         "--api-socket: the path must be 1 to 107 bytes long");
                 ctl->api_socket = arg;
                 return CONTINUE;
+        case OPT_SOCKET:
+                if (!socket_path_valid(arg))
+                        return ctl_fail(CTL_EXIT_USAGE,
+                                        "--socket: the path must be 1 to 107 bytes long");
+                ctl->socket = arg;
+                return CONTINUE;
+        case OPT_MINIMUM:
+        case OPT_MAXIMUM:
+        case OPT_BUFFER:
+        case OPT_WEIGHT:
+        case OPT_INTERVAL:
+        case OPT_COUNT:
+                return parse_command_option(ctl, opt, arg);
         case OPT_NAME:
                 ctl->name = arg;
                 return CONTINUE;
@@ -189,52 +305,73 @@ static int resolve_socket(struct ctl *ctl)
         return CONTINUE;
 }
 
-static const char *connect_error(int r)
+/* Whom a request goes to, for error messages that say what is likely wrong. */
+struct peer {
+        const char *path;
+        const char *who;     /* "the VM", "tidald" */
+        const char *denied;  /* why permission may be denied */
+        const char *invalid; /* what the socket should have been */
+};
+
+static void connect_error(int r, const struct peer *p, char *buf, size_t size)
 {
         switch (-r) {
         case ENOENT:
-                return "no such socket (is the VM running?)";
+                snprintf(buf, size, "no such socket (is %s running?)", p->who);
+                break;
         case ECONNREFUSED:
-                return "nothing is listening (a stale socket: the VM has exited)";
+                snprintf(buf, size, "nothing is listening (a stale socket: %s has exited)", p->who);
+                break;
         case EACCES:
         case EPERM:
-                return "permission denied (the socket belongs to another user)";
+                snprintf(buf, size, "permission denied (%s)", p->denied);
+                break;
         case ETIMEDOUT:
-                return "timed out";
+                snprintf(buf, size, "timed out");
+                break;
         default:
-                return strerror(-r);
+                snprintf(buf, size, "%s", strerror(-r));
+                break;
         }
 }
 
-static const char *call_error(int r)
+static void call_error(int r, const struct peer *p, char *buf, size_t size)
 {
         switch (-r) {
         case ETIMEDOUT:
-                return "timed out waiting for the reply";
+                snprintf(buf, size, "timed out waiting for the reply");
+                break;
         case ECONNRESET:
-                return "the VM closed the connection";
+                snprintf(buf, size, "%s closed the connection", p->who);
+                break;
         case EPROTO:
-                return "the reply is not valid (is this a tidal control socket?)";
+                snprintf(buf, size, "the reply is not valid (is this %s?)", p->invalid);
+                break;
         default:
-                return strerror(-r);
+                snprintf(buf, size, "%s", strerror(-r));
+                break;
         }
 }
 
-int ctl_vm_call(struct ctl *ctl, const char *what, struct json_object *request,
-                struct json_object **reply)
+static int call(struct ctl *ctl, const struct peer *p, const char *what,
+                struct json_object *request, struct json_object **reply)
 {
         struct api_client *client;
         const char *err;
+        char why[128];
         int r;
 
-        r = api_client_connect(ctl->api_socket, ctl->timeout_ms, &client);
-        if (r < 0)
-                return ctl_fail(CTL_EXIT_UNREACHABLE, "cannot connect to %s: %s", ctl->api_socket,
-                                connect_error(r));
+        r = api_client_connect(p->path, ctl->timeout_ms, &client);
+        if (r < 0) {
+                connect_error(r, p, why, sizeof(why));
+                return ctl_fail(CTL_EXIT_UNREACHABLE, "cannot connect to %s: %s", p->path, why);
+        }
         r = api_client_call(client, request, reply);
         api_client_free(client);
-        if (r < 0)
-                return ctl_fail(CTL_EXIT_UNREACHABLE, "%s: %s", what, call_error(r));
+        if (r < 0) {
+                call_error(r, p, why, sizeof(why));
+                return ctl_fail(CTL_EXIT_UNREACHABLE, "%s: %s", what, why);
+        }
         if (ctl->json)
                 printf("%s\n",
                        json_object_to_json_string_ext(
@@ -243,6 +380,53 @@ int ctl_vm_call(struct ctl *ctl, const char *what, struct json_object *request,
         if (err)
                 return ctl_fail(CTL_EXIT_FAILED, "%s: %s", what, err);
         return CTL_EXIT_OK;
+}
+
+int ctl_vm_call(struct ctl *ctl, const char *what, struct json_object *request,
+                struct json_object **reply)
+{
+        const struct peer vm = {
+                .path = ctl->api_socket,
+                .who = "the VM",
+                .denied = "the socket belongs to another user",
+                .invalid = "a tidal control socket",
+        };
+
+        return call(ctl, &vm, what, request, reply);
+}
+
+int ctl_host_call(struct ctl *ctl, const char *what, struct json_object *request,
+                  struct json_object **reply)
+{
+        const struct peer tidald = {
+                .path = ctl->socket ? ctl->socket : MEMCTL_SOCKET_DEFAULT,
+                .who = "tidald",
+                .denied = "only root and the tidal group may use tidald's socket",
+                .invalid = "tidald's socket",
+        };
+
+        return call(ctl, &tidald, what, request, reply);
+}
+
+/* Options that the command does not take, or that address the wrong peer: a usage error. */
+static int check_options(const struct ctl *ctl, const struct ctl_command *c)
+{
+        unsigned misplaced = ctl->given & ~c->options;
+
+        for (size_t i = 0; i < ARRAY_SIZE(command_options); i++)
+                if (misplaced & command_options[i].bit)
+                        return ctl_fail(CTL_EXIT_USAGE, "'%s' takes no %s (see tidalctl %s --help)",
+                                        c->name, command_options[i].name, c->name);
+        if (c->needs_vm && ctl->socket)
+                return ctl_fail(CTL_EXIT_USAGE,
+                                "--socket is tidald's; '%s' talks to a VM (--api-socket or --name)",
+                                c->name);
+        if (!c->needs_vm && (ctl->api_socket || ctl->name))
+                return ctl_fail(CTL_EXIT_USAGE,
+                                "--api-socket and --name choose a VM; '%s' talks to tidald "
+                                "(--socket)",
+                                c->name);
+        return CONTINUE;
 }
 
 static int run_command(struct ctl *ctl, int argc, char **argv)
@@ -262,6 +446,9 @@ static int run_command(struct ctl *ctl, int argc, char **argv)
                 print_command_help(c);
                 return CTL_EXIT_OK;
         }
+        status = check_options(ctl, c);
+        if (status != CONTINUE)
+                return status;
         nargs = (unsigned)(argc - optind);
         if (nargs < c->min_args || nargs > c->max_args)
                 return ctl_fail(CTL_EXIT_USAGE, "usage: tidalctl %s %s", c->name, c->args);

@@ -166,17 +166,17 @@ static int cmd_reboot(struct ctl *ctl, int argc, char **argv)
 }
 
 const struct ctl_command ctl_vm_commands[] = {
-        {"info", "", "show the VM's configuration, state, memory and balloon", 0, 0, true,
-         cmd_info},
+        {"info", "", "show the VM's configuration, state, memory and balloon", 0, 0, true, cmd_info,
+         0},
         {"balloon", "SIZE", "set the balloon's target size (memory taken from the guest)", 1, 1,
-         true, cmd_balloon},
+         true, cmd_balloon, 0},
         {"stats-period", "SECONDS", "how often the guest reports memory statistics (0: never)", 1,
-         1, true, cmd_stats_period},
+         1, true, cmd_stats_period, 0},
         {"memory", "KEY=VALUE...",
          "change dynamic memory: minimum=SIZE (lower only), maximum=SIZE (raise only), "
          "buffer=PERCENT, weight=N",
-         1, 4, true, cmd_memory},
-        {"shutdown", "", "stop the VM", 0, 0, true, cmd_shutdown},
-        {"reboot", "", "reboot the guest", 0, 0, true, cmd_reboot},
+         1, 4, true, cmd_memory, 0},
+        {"shutdown", "", "stop the VM", 0, 0, true, cmd_shutdown, 0},
+        {"reboot", "", "reboot the guest", 0, 0, true, cmd_reboot, 0},
 };
 const size_t ctl_vm_commands_count = ARRAY_SIZE(ctl_vm_commands);
