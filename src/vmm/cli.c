@@ -4,8 +4,10 @@
 #include <getopt.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "tidal/macro.h"
+#include "tidal/memctl-proto.h"
 #include "tidal/parse.h"
 #include "vmm/cli.h"
 
@@ -21,6 +23,8 @@ enum {
         OPT_SERIAL,
         OPT_API_SOCKET,
         OPT_BALLOON,
+        OPT_MEMCTL_SOCKET,
+        OPT_NO_MEMCTL,
 };
 
 static const struct option run_options[] = {
@@ -33,6 +37,8 @@ static const struct option run_options[] = {
         {"serial", required_argument, NULL, OPT_SERIAL},
         {"api-socket", required_argument, NULL, OPT_API_SOCKET},
         {"balloon", required_argument, NULL, OPT_BALLOON},
+        {"memctl-socket", required_argument, NULL, OPT_MEMCTL_SOCKET},
+        {"no-memctl", no_argument, NULL, OPT_NO_MEMCTL},
         {"help", no_argument, NULL, 'h'},
         {},
 };
@@ -58,10 +64,15 @@ void cli_print_help(FILE *f)
               "  --balloon LIST       virtio-balloon: on (default) or off, and\n"
               "                       deflate-on-oom=on|off, free-page-reporting=on|off,\n"
               "                       stats-period=SECONDS (default 1; 0 = off)\n"
+              "  --memctl-socket PATH take dynamic memory targets from tidald at PATH (it must\n"
+              "                       answer); default: " MEMCTL_SOCKET_DEFAULT " if tidald\n"
+              "                       listens there, else run standalone\n"
+              "  --no-memctl          do not use tidald: the standalone controller decides\n"
               "  -h, --help           show this help\n"
               "\n"
               "Exit status: 0 when the guest powers off or tidal is stopped by SIGTERM/SIGINT,\n"
-              "1 on a runtime failure, 2 on a usage or configuration error.\n"
+              "1 on a runtime failure, 2 on a usage or configuration error, 3 when tidald\n"
+              "refuses to admit the VM.\n"
               "See docs/tidal.md for the full reference.\n",
               f);
 }
@@ -299,6 +310,22 @@ static int parse_balloon(const char *arg, struct vm_config *cfg, char *err, size
         return 0;
 }
 
+static int parse_memctl_socket(const char *arg, struct vm_config *cfg, char *err, size_t err_size)
+{
+        struct sockaddr_un sa;
+
+        if (cfg->memctl == MEMCTL_MODE_OFF)
+                return fail(err, err_size, "--no-memctl and --memctl-socket conflict");
+        if (arg[0] == '\0')
+                return fail(err, err_size, "--memctl-socket: empty path");
+        if (strlen(arg) >= sizeof(sa.sun_path))
+                return fail(err, err_size, "--memctl-socket: path longer than %zu bytes",
+                            sizeof(sa.sun_path) - 1);
+        cfg->memctl = MEMCTL_MODE_SOCKET;
+        cfg->memctl_socket = arg;
+        return 0;
+}
+
 static int parse_run_option(int opt, const char *arg, uint64_t host_memory, struct vm_config *cfg,
                             char *err, size_t err_size)
 {
@@ -333,6 +360,13 @@ static int parse_run_option(int opt, const char *arg, uint64_t host_memory, stru
                 return 0;
         case OPT_BALLOON:
                 return parse_balloon(arg, cfg, err, err_size);
+        case OPT_MEMCTL_SOCKET:
+                return parse_memctl_socket(arg, cfg, err, err_size);
+        case OPT_NO_MEMCTL:
+                if (cfg->memctl == MEMCTL_MODE_SOCKET)
+                        return fail(err, err_size, "--no-memctl and --memctl-socket conflict");
+                cfg->memctl = MEMCTL_MODE_OFF;
+                return 0;
         default:
                 return fail(err, err_size, "unknown option (see tidal --help)");
         }

@@ -14,6 +14,8 @@ enum cli_action {
 
 /* Exit code for a usage or configuration error (bad option, bad file, impossible size). */
 #define EXIT_USAGE 2
+/* Exit code when tidald refuses to admit the VM: its startup memory cannot be found. */
+#define EXIT_REFUSED 3
 
 /*
  * Parses argv into cfg (which points into argv; argv must outlive it). On error returns

@@ -20,6 +20,13 @@ enum serial_mode {
         SERIAL_NONE,
 };
 
+/* Whether a dynamic-memory VM takes its targets from the host daemon, tidald. */
+enum memctl_mode {
+        MEMCTL_MODE_AUTO,   /* try the default socket; run standalone if nobody listens */
+        MEMCTL_MODE_SOCKET, /* --memctl-socket: tidald must answer there */
+        MEMCTL_MODE_OFF,    /* --no-memctl: the standalone controller */
+};
+
 struct vm_config {
         char name[VM_NAME_MAX + 1];
         const char *kernel_path;
@@ -32,6 +39,8 @@ struct vm_config {
         enum serial_mode serial;
         const char *serial_path;
         const char *api_socket; /* NULL: the default path for the name; "none": no socket */
+        enum memctl_mode memctl;
+        const char *memctl_socket; /* MEMCTL_MODE_SOCKET: the daemon's socket */
         struct {
                 bool enabled;
                 bool deflate_on_oom;

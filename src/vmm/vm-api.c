@@ -11,6 +11,7 @@
 #include "virtio-mem/virtio-mem.h"
 #include "vmm/api/server.h"
 #include "vmm/dynmem/dynmem.h"
+#include "vmm/memctl/client.h"
 #include "vmm/vm-internal.h"
 
 static void balloon_counters(const struct balloon_metrics *m, struct api_balloon_counters *c)
@@ -81,6 +82,7 @@ static void memory_info(struct vmm *vmm, struct api_memory_info *m)
         if (!vmm->vm || !vmm->vm->dynmem)
                 return;
         dynmem_get_state(vmm->vm->dynmem, &st);
+        m->target_from_daemon = st.source == DYNMEM_SOURCE_EXTERNAL;
         m->target = st.target;
         m->assigned = st.assigned;
         m->have_demand = st.have_demand;
@@ -88,6 +90,24 @@ static void memory_info(struct vmm *vmm, struct api_memory_info *m)
         m->status = st.status;
         m->stuck = st.vmem_stuck;
         vmem_info(vmm->vm, m);
+}
+
+static void memctl_info(struct vmm *vmm, struct api_memctl_info *m)
+{
+        struct memctl_client_info ci;
+
+        *m = (struct api_memctl_info){0};
+        if (!vmm->memctl)
+                return;
+        memctl_client_get_info(vmm->memctl, &ci);
+        *m = (struct api_memctl_info){
+                .daemon = true,
+                .socket = ci.socket,
+                .connected = ci.connected,
+                .have_grant = ci.have_grant,
+                .grant = ci.grant,
+                .reconnects = ci.reconnects,
+        };
 }
 
 static int api_info(void *opaque, struct api_info *info, char *err, size_t errlen)
@@ -99,6 +119,7 @@ static int api_info(void *opaque, struct api_info *info, char *err, size_t errle
         info->name = cfg->name;
         info->state = req == VM_REQUEST_RESET  ? API_VM_REBOOTING
                       : req != VM_REQUEST_NONE ? API_VM_STOPPING
+                      : vmm->admitting         ? API_VM_STARTING
                                                : API_VM_RUNNING;
         info->boots = vmm->boots;
         info->vcpus = cfg->nr_cpus;
@@ -110,6 +131,7 @@ static int api_info(void *opaque, struct api_info *info, char *err, size_t errle
         if (info->has_balloon)
                 balloon_info(vmm->vm->balloon, &info->balloon);
         memory_info(vmm, &info->mem);
+        memctl_info(vmm, &info->memctl);
         return 0;
 }
 
@@ -166,10 +188,9 @@ static int api_stats_period(void *opaque, uint64_t seconds, char *err, size_t er
         return 0;
 }
 
-static int api_memory_set(void *opaque, const struct mem_settings *req, unsigned which, char *err,
-                          size_t errlen)
+int vmm_memory_change(struct vmm *vmm, const struct mem_settings *req, unsigned which, char *err,
+                      size_t errlen)
 {
-        struct vmm *vmm = opaque;
         struct mem_settings next;
         char a[32], b[32];
         int r;
@@ -191,6 +212,21 @@ static int api_memory_set(void *opaque, const struct mem_settings *req, unsigned
                  next.buffer, next.weight);
         if (vmm->vm && vmm->vm->dynmem)
                 dynmem_kick(vmm->vm->dynmem);
+        return 0;
+}
+
+static int api_memory_set(void *opaque, const struct mem_settings *req, unsigned which, char *err,
+                          size_t errlen)
+{
+        struct vmm *vmm = opaque;
+        int r;
+
+        r = vmm_memory_change(vmm, req, which, err, errlen);
+        if (r < 0)
+                return r;
+        /* tidald balances with the settings too: it hears of the change. */
+        if (vmm->memctl)
+                memctl_client_settings_changed(vmm->memctl);
         return 0;
 }
 

@@ -20,6 +20,7 @@ struct balloon;
 struct virtio_mem;
 struct dynmem;
 struct event_loop;
+struct memctl_client;
 
 enum vm_request {
         VM_REQUEST_NONE,
@@ -27,6 +28,7 @@ enum vm_request {
         VM_REQUEST_RESET,
         VM_REQUEST_SIGNAL,
         VM_REQUEST_FAILED,
+        VM_REQUEST_REFUSED, /* tidald would not admit the boot: exit EXIT_REFUSED */
 };
 
 /* What outlives a guest reboot: configuration, boot files, console, event loop. */
@@ -52,6 +54,11 @@ struct vmm {
         uint64_t balloon_target;
         uint32_t stats_period_s;
         struct mem_settings mem; /* dynamic memory settings, as changed at runtime */
+
+        /* tidald (src/vmm/memctl): NULL when dynamic memory runs standalone or is off. */
+        struct memctl_client *memctl;
+        bool memctl_tried; /* the default socket was tried (once per process) */
+        bool admitting;    /* a boot waits for tidald before its vCPUs run */
 };
 
 /* One boot of the guest. */
@@ -78,6 +85,27 @@ struct vm {
 
 /* Asks the main loop to stop the running boot; the first request wins. Any thread. */
 void vmm_request(struct vmm *vmm, enum vm_request req);
+
+/*
+ * Changes dynamic memory settings under the runtime rules (from the control socket or from
+ * tidald) and kicks dynamic memory. 0, or a negative errno with a message in err.
+ */
+int vmm_memory_change(struct vmm *vmm, const struct mem_settings *req, unsigned which, char *err,
+                      size_t errlen);
+
+/*
+ * Connects to tidald as --memctl-socket / --no-memctl say (src/vmm/memctl/vmm-memctl.c).
+ * 0, or a negative errno, logged, when an explicit --memctl-socket does not answer.
+ */
+int vmm_memctl_start(struct vmm *vmm);
+void vmm_memctl_stop(struct vmm *vmm);
+/*
+ * Before a boot's vCPUs run: hands its dynamic memory to tidald and waits for the admission,
+ * running the event loop. VM_REQUEST_NONE to go on; otherwise why the boot must stop.
+ */
+enum vm_request vmm_memctl_admit(struct vmm *vmm);
+/* The boot is over: its dynamic memory goes away. */
+void vmm_memctl_detach(struct vmm *vmm);
 
 /* Starts the control socket (unless --api-socket none). 0 or -errno, logged. */
 int vmm_api_start(struct vmm *vmm);

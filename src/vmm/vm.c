@@ -380,6 +380,12 @@ static enum vm_request vm_run_once(struct vmm *vmm, bool *config_error)
         *config_error = vm.config_error;
         if (r < 0)
                 goto out;
+        vmm->vm = &vm;
+        /* tidald must find the memory before the guest runs (and a guest reboot asks again). */
+        req = vmm_memctl_admit(vmm);
+        if (req != VM_REQUEST_NONE)
+                goto out;
+        req = VM_REQUEST_FAILED;
         for (unsigned i = 0; i < vm.nr_vcpus; i++) {
                 r = vcpu_start(&vm.vcpus[i]);
                 if (r < 0) {
@@ -388,14 +394,14 @@ static enum vm_request vm_run_once(struct vmm *vmm, bool *config_error)
                 }
         }
         vmm->boots++;
-        vmm->vm = &vm;
         r = event_loop_run(vmm->loop);
-        vmm->vm = NULL;
         if (r < 0)
                 log_errno(r, "event loop failed");
         else
                 req = (enum vm_request)__atomic_load_n(&vmm->request, __ATOMIC_ACQUIRE);
 out:
+        vmm->vm = NULL;
+        vmm_memctl_detach(vmm);
         vm_teardown(&vm);
         return req;
 }
@@ -526,6 +532,7 @@ static int setup_events(struct vmm *vmm)
 
 static void vmm_release(struct vmm *vmm)
 {
+        vmm_memctl_stop(vmm);
         vmm_api_stop(vmm);
         if (vmm->tty_raw)
                 tcsetattr(vmm->console_in, TCSANOW, &vmm->saved_tty);
@@ -557,6 +564,8 @@ static int run_until_stopped(struct vmm *vmm)
                 case VM_REQUEST_RESET:
                         log_info("guest rebooted; starting boot %u", boot + 1);
                         continue;
+                case VM_REQUEST_REFUSED:
+                        return EXIT_REFUSED;
                 default:
                         /* Too many vCPUs for KVM, too little RAM for the kernel: usage errors. */
                         return config_error ? EXIT_USAGE : 1;
@@ -587,7 +596,16 @@ int vmm_run(const struct vm_config *cfg)
                 vmm_release(&vmm);
                 return EXIT_USAGE;
         }
-        status = setup_events(&vmm) < 0 ? 1 : run_until_stopped(&vmm);
+        if (setup_events(&vmm) < 0) {
+                vmm_release(&vmm);
+                return 1;
+        }
+        /* Before KVM: a daemon that was asked for and is not there is a configuration error. */
+        if (vmm_memctl_start(&vmm) < 0) {
+                vmm_release(&vmm);
+                return EXIT_USAGE;
+        }
+        status = run_until_stopped(&vmm);
         vmm_release(&vmm);
         return status;
 }

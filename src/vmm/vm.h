@@ -8,5 +8,8 @@
 
 #include "vmm/config.h"
 
-/* Exit status of the process: 0 powered off or stopped by a signal, 1 failure, 2 config error. */
+/*
+ * Exit status of the process: 0 powered off or stopped by a signal, 1 failure, 2 config error,
+ * 3 refused by tidald.
+ */
 int vmm_run(const struct vm_config *cfg);

@@ -242,9 +242,12 @@ static void info_encoding(void **state)
                    "\"startup_bytes\":1073741824,\"minimum_bytes\":536870912,"
                    "\"maximum_bytes\":4294967296,\"buffer_percent\":20,\"weight\":5000,"
                    "\"assigned_bytes\":805306368,\"ceiling_bytes\":17179869184,"
-                   "\"target_bytes\":1073741824,\"demand_bytes\":734003200,\"status\":\"Low\","
+                   "\"target_bytes\":1073741824,\"target_source\":\"controller\","
+                   "\"demand_bytes\":734003200,\"status\":\"Low\","
                    "\"virtio_mem\":{\"driver\":\"running\",\"region_bytes\":16106127360,"
                    "\"requested_bytes\":0,\"plugged_bytes\":0,\"stuck_bytes\":0}},"
+                   "\"memctl\":{\"mode\":\"standalone\",\"socket\":null,\"connected\":false,"
+                   "\"grant_bytes\":null,\"reconnects\":0},"
                    "\"balloon\":{\"target_bytes\":268435456,"
                    "\"actual_bytes\":134217728,\"driver\":\"needs-reset\","
                    "\"inflated_bytes\":67108864,\"pending_bytes\":0,\"stats_period_s\":5,\"stats_"
@@ -262,6 +265,25 @@ static void info_encoding(void **state)
         assert_int_equal(api_info_to_json(&info, &o), 0);
         assert_non_null(strstr(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
                                "\"balloon\":null"));
+        json_object_put(o);
+
+        /* Under tidald, waiting for admission. */
+        info.state = API_VM_STARTING;
+        info.mem.target_from_daemon = true;
+        info.memctl = (struct api_memctl_info){.daemon = true,
+                                               .socket = "/run/tidal/tidald.sock",
+                                               .connected = true,
+                                               .have_grant = true,
+                                               .grant = 1ULL << 30,
+                                               .reconnects = 2};
+        assert_int_equal(api_info_to_json(&info, &o), 0);
+        s = json_object_to_json_string_ext(o,
+                                           JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        assert_non_null(strstr(s, "\"state\":\"starting\""));
+        assert_non_null(strstr(s, "\"target_source\":\"tidald\""));
+        assert_non_null(strstr(s, "\"memctl\":{\"mode\":\"daemon\","
+                                  "\"socket\":\"/run/tidal/tidald.sock\",\"connected\":true,"
+                                  "\"grant_bytes\":1073741824,\"reconnects\":2}"));
         json_object_put(o);
 }
 

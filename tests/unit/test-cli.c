@@ -123,6 +123,28 @@ static void dynamic_memory(void **state)
         assert_int_equal(cfg.mem_ceiling, 64ULL << 30);
 }
 
+static void memctl_options(void **state)
+{
+        enum cli_action action;
+        struct vm_config cfg;
+        char err[256];
+
+        /* Default: try tidald's default socket, standalone if nobody listens. */
+        assert_int_equal(PARSE("run", "--kernel=/k", "--memory=startup=1G"), 0);
+        assert_int_equal(cfg.memctl, MEMCTL_MODE_AUTO);
+        assert_null(cfg.memctl_socket);
+        assert_int_equal(PARSE("run", "--kernel=/k", "--memory=startup=1G", "--memctl-socket",
+                               "/run/x/tidald.sock"),
+                         0);
+        assert_int_equal(cfg.memctl, MEMCTL_MODE_SOCKET);
+        assert_string_equal(cfg.memctl_socket, "/run/x/tidald.sock");
+        assert_int_equal(PARSE("run", "--kernel=/k", "--memory=startup=1G", "--no-memctl"), 0);
+        assert_int_equal(cfg.memctl, MEMCTL_MODE_OFF);
+        /* Accepted with static memory, which never connects. */
+        assert_int_equal(PARSE("run", "--kernel=/k", "--memory=1G", "--memctl-socket", "/s"), 0);
+        assert_int_equal(cfg.memctl, MEMCTL_MODE_SOCKET);
+}
+
 static void help_and_version(void **state)
 {
         enum cli_action action;
@@ -212,6 +234,20 @@ static void errors(void **state)
                      "--balloon", "deflate-on-oom=maybe", NULL);
         expect_error("--api-socket", "run", "--kernel", "/k", "--memory", "1G", "--api-socket", "",
                      NULL);
+        expect_error("--memctl-socket: empty path", "run", "--kernel", "/k", "--memory", "1G",
+                     "--memctl-socket", "", NULL);
+        expect_error(
+                "path longer than 107 bytes", "run", "--kernel", "/k", "--memory", "1G",
+                "--memctl-socket",
+                "/run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock",
+                NULL);
+        expect_error("--no-memctl and --memctl-socket conflict", "run", "--kernel", "/k",
+                     "--memory", "1G", "--no-memctl", "--memctl-socket", "/s", NULL);
+        expect_error("--no-memctl and --memctl-socket conflict", "run", "--kernel", "/k",
+                     "--memory", "1G", "--memctl-socket", "/s", "--no-memctl", NULL);
+        expect_error("needs a value", "run", "--kernel", "/k", "--memory", "1G", "--memctl-socket",
+                     NULL);
         expect_error("unexpected argument 'extra'", "run", "--kernel", "/k", "--memory", "1G",
                      "extra", NULL);
 }
@@ -222,6 +258,7 @@ int main(void)
                 cmocka_unit_test(full_run_line),      cmocka_unit_test(defaults),
                 cmocka_unit_test(balloon_and_socket), cmocka_unit_test(dynamic_memory),
                 cmocka_unit_test(help_and_version),   cmocka_unit_test(errors),
+                cmocka_unit_test(memctl_options),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -260,6 +260,21 @@ static void split_between_virtio_mem_and_balloon(void **state)
         assert_int_equal(s.balloon, 0);
 }
 
+static void external_target_stays_inside_the_settings(void **state)
+{
+        /* The daemon's figure, as long as it fits. */
+        assert_int_equal(controller_external_target(&settings, 2 * GiB), 2 * GiB);
+        assert_int_equal(controller_external_target(&settings, 512 * MiB), 512 * MiB);
+        /* It is not trusted: clamped to [minimum, maximum]... */
+        assert_int_equal(controller_external_target(&settings, 0), 512 * MiB);
+        assert_int_equal(controller_external_target(&settings, 100 * GiB), 4 * GiB);
+        assert_int_equal(controller_external_target(&settings, UINT64_MAX), 4 * GiB);
+        /* ...and whole blocks, rounded down. */
+        assert_int_equal(controller_external_target(&settings, 1 * GiB + 3 * MiB),
+                         1 * GiB + 2 * MiB);
+        assert_int_equal(controller_external_target(&settings, 513 * MiB), 512 * MiB);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -271,6 +286,7 @@ int main(void)
                 cmocka_unit_test(controller_dead_band),
                 cmocka_unit_test(controller_shrinks_in_bounded_steps),
                 cmocka_unit_test(split_between_virtio_mem_and_balloon),
+                cmocka_unit_test(external_target_stays_inside_the_settings),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

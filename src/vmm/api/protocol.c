@@ -325,6 +325,8 @@ static const char *state_name(enum api_vm_state state)
                 return "stopping";
         case API_VM_REBOOTING:
                 return "rebooting";
+        case API_VM_STARTING:
+                return "starting";
         }
         return "unknown";
 }
@@ -462,11 +464,29 @@ static struct json_object *memory_to_json(const struct api_memory_info *m, bool 
         if (s->dynamic) {
                 add_u64(o, "ceiling_bytes", m->ceiling, failed);
                 add_u64(o, "target_bytes", m->target, failed);
+                add_str(o, "target_source", m->target_from_daemon ? "tidald" : "controller",
+                        failed);
                 add(o, "demand_bytes", m->have_demand ? json_object_new_uint64(m->demand) : NULL,
                     failed);
                 add_str(o, "status", m->have_demand ? mem_status_name(m->status) : NULL, failed);
         }
         add(o, "virtio_mem", m->has_vmem ? vmem_to_json(m, failed) : NULL, failed);
+        return o;
+}
+
+static struct json_object *memctl_to_json(const struct api_memctl_info *m, bool *failed)
+{
+        struct json_object *o = json_object_new_object();
+
+        if (!o) {
+                *failed = true;
+                return NULL;
+        }
+        add_str(o, "mode", m->daemon ? "daemon" : "standalone", failed);
+        add_str(o, "socket", m->daemon ? m->socket : NULL, failed);
+        add(o, "connected", json_object_new_boolean(m->connected), failed);
+        add(o, "grant_bytes", m->have_grant ? json_object_new_uint64(m->grant) : NULL, failed);
+        add_u64(o, "reconnects", m->reconnects, failed);
         return o;
 }
 
@@ -487,6 +507,7 @@ int api_info_to_json(const struct api_info *info, struct json_object **ret)
         add_str(o, "initrd", info->initrd, &failed);
         add_str(o, "cmdline", info->cmdline, &failed);
         add(o, "memory", memory_to_json(&info->mem, &failed), &failed);
+        add(o, "memctl", memctl_to_json(&info->memctl, &failed), &failed);
         add(o, "balloon", info->has_balloon ? balloon_to_json(&info->balloon, &failed) : NULL,
             &failed);
         if (failed) {

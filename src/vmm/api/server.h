@@ -20,6 +20,7 @@ enum api_vm_state {
         API_VM_RUNNING,
         API_VM_STOPPING,  /* a shutdown was requested and has not taken effect yet */
         API_VM_REBOOTING, /* a reboot was requested and has not taken effect yet */
+        API_VM_STARTING,  /* built, waiting for tidald to admit it before the vCPUs run */
 };
 
 /* Where the guest's driver of a virtio device stands. */
@@ -59,16 +60,27 @@ struct api_balloon_info {
 /* Dynamic memory: the settings, where the guest stands and how memory moves. */
 struct api_memory_info {
         struct mem_settings settings;
-        uint64_t ceiling;  /* the most the guest can ever be given (dynamic) */
-        uint64_t target;   /* where the controller is moving the guest */
-        uint64_t assigned; /* what the guest can use now */
-        bool have_demand;  /* false until the guest's first statistics report */
+        uint64_t ceiling;        /* the most the guest can ever be given (dynamic) */
+        uint64_t target;         /* where the controller is moving the guest */
+        bool target_from_daemon; /* tidald sets the target, not the standalone controller */
+        uint64_t assigned;       /* what the guest can use now */
+        bool have_demand;        /* false until the guest's first statistics report */
         uint64_t demand;
         enum mem_status status;
         uint64_t stuck; /* plugged memory virtio-mem cannot unplug, ballooned instead */
         bool has_vmem;  /* a virtio-mem device exists */
         enum api_driver_state vmem_driver;
         uint64_t vmem_region, vmem_requested, vmem_plugged;
+};
+
+/* The VM as a client of tidald. */
+struct api_memctl_info {
+        bool daemon;        /* false: standalone (or static memory) */
+        const char *socket; /* the daemon's socket; NULL when standalone */
+        bool connected;
+        bool have_grant; /* tidald has given a target */
+        uint64_t grant;  /* its latest */
+        unsigned reconnects;
 };
 
 /* What "info" reports. Strings may be NULL (absent); they must live until the callback returns. */
@@ -83,6 +95,7 @@ struct api_info {
         bool has_balloon;
         struct api_balloon_info balloon;
         struct api_memory_info mem;
+        struct api_memctl_info memctl;
 };
 
 /*

@@ -37,6 +37,12 @@ uint64_t controller_next_target(const struct controller_input *in)
         return cur - step;
 }
 
+uint64_t controller_external_target(const struct mem_settings *s, uint64_t bytes)
+{
+        /* minimum and maximum are whole blocks: aligning first keeps the result inside. */
+        return clamp_settings(ALIGN_DOWN(bytes, MEM_BLOCK_SIZE), s);
+}
+
 void controller_split(uint64_t target, uint64_t startup, uint64_t region, uint64_t vmem_stuck,
                       struct mem_split *ret)
 {

@@ -34,6 +34,13 @@ struct controller_input {
  */
 uint64_t controller_next_target(const struct controller_input *in);
 
+/*
+ * A target set from outside (the host daemon): clamped to [minimum, maximum] and rounded down
+ * to whole MEM_BLOCK_SIZE blocks. The daemon is not trusted to respect the settings, which may
+ * also have changed since it decided.
+ */
+uint64_t controller_external_target(const struct mem_settings *s, uint64_t bytes);
+
 struct mem_split {
         uint64_t vmem;    /* virtio-mem requested size: memory plugged above startup */
         uint64_t balloon; /* balloon target */

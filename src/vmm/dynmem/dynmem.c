@@ -31,6 +31,8 @@ struct dynmem {
         unsigned stall_rounds;          /* rounds virtio-mem moved no block towards requested */
         bool stall_logged;              /* the current stall has been logged */
         uint64_t set_vmem, set_balloon; /* what was last asked of each */
+        dynmem_report_fn report_fn;
+        void *report_opaque;
 };
 
 /* Statistics older than this many periods are stale: the guest may be too busy to answer. */
@@ -43,7 +45,8 @@ static bool stats_fresh(const struct balloon_state *b)
         return b->stats_valid && period_ns && b->stats_age_ns <= STALE_PERIODS * period_ns;
 }
 
-static void update_demand(struct dynmem *d, const struct balloon_state *b, bool stable)
+/* True when a new report was used. */
+static bool update_demand(struct dynmem *d, const struct balloon_state *b, bool stable)
 {
         struct demand_sample cur = {
                 .stats = b->stats,
@@ -54,7 +57,7 @@ static void update_demand(struct dynmem *d, const struct balloon_state *b, bool 
         struct demand dem;
 
         if (!b->stats_valid || b->stats_seq == d->stats_seq)
-                return;
+                return false;
         d->stats_seq = b->stats_seq;
         /*
          * The overhead is only measured while memory stands still: a report taken before a
@@ -63,12 +66,13 @@ static void update_demand(struct dynmem *d, const struct balloon_state *b, bool 
         if (stable || !d->have_overhead)
                 d->have_overhead = demand_overhead(&cur, &d->overhead) == 0;
         if (demand_estimate(&cur, d->have_prev ? &d->prev : NULL, d->overhead, &dem) < 0)
-                return; /* a report without total/available: keep the last estimate */
+                return false; /* a report without total/available: keep the last estimate */
         d->prev = cur;
         d->have_prev = true;
         d->state.have_demand = true;
         d->state.demand = dem.demand;
         d->state.pressure = dem.pressure;
+        return true;
 }
 
 /* Plugged memory above the request that has stopped going away: the balloon takes it. */
@@ -106,10 +110,11 @@ static void nudge_stalled_vmem(struct dynmem *d, const struct virtio_mem_state *
                 return;
         d->stall_rounds = 0;
         if (!d->stall_logged)
-                log_info("dynamic memory: the guest stopped at %llu MiB of virtio-mem with %llu MiB "
-                         "requested; asking it to retry",
-                         (unsigned long long)(vm->plugged_size >> 20),
-                         (unsigned long long)(vm->requested_size >> 20));
+                log_info(
+                        "dynamic memory: the guest stopped at %llu MiB of virtio-mem with %llu MiB "
+                        "requested; asking it to retry",
+                        (unsigned long long)(vm->plugged_size >> 20),
+                        (unsigned long long)(vm->requested_size >> 20));
         d->stall_logged = true;
         virtio_mem_nudge(d->vmem);
 }
@@ -136,32 +141,46 @@ static void apply(struct dynmem *d, const struct mem_split *split)
         }
 }
 
+/* The controller's next target, or the one last set from outside. */
+static uint64_t next_target(struct dynmem *d, bool fresh)
+{
+        const struct mem_settings *s = d->settings;
+        struct controller_input in = {
+                .settings = s,
+                .target = d->state.target,
+                .demand = d->state.demand,
+                .fresh = fresh,
+                .settled = d->shrinking,
+        };
+
+        /* Settings may have changed under an external target: keep it inside them. */
+        if (d->state.source == DYNMEM_SOURCE_EXTERNAL)
+                return controller_external_target(s, d->state.target);
+        /* Until the guest's first report there is nothing to go on: it keeps startup. */
+        return d->state.have_demand ? controller_next_target(&in) : d->state.target;
+}
+
 static void run_round(struct dynmem *d)
 {
         const struct mem_settings *s = d->settings;
         struct virtio_mem_state vm = {0};
         struct balloon_state b;
         struct mem_split split;
-        uint64_t has;
+        bool new_report;
+        uint64_t has, next;
 
         balloon_get_state(d->balloon, &b);
         if (d->vmem)
                 virtio_mem_get_state(d->vmem, &vm);
         has = s->startup + vm.plugged_size;
         d->state.assigned = has > b.actual_bytes ? has - b.actual_bytes : 0;
-        update_demand(d, &b, d->state.assigned == d->last_assigned);
+        d->state.balloon = b.actual_bytes;
+        d->state.vmem_plugged = vm.plugged_size;
+        new_report = update_demand(d, &b, d->state.assigned == d->last_assigned);
         d->last_assigned = d->state.assigned;
+        d->state.fresh = stats_fresh(&b);
 
-        struct controller_input in = {
-                .settings = s,
-                .target = d->state.target,
-                .demand = d->state.demand,
-                .fresh = stats_fresh(&b),
-                .settled = d->shrinking,
-        };
-        /* Until the guest's first report there is nothing to go on: it keeps startup. */
-        uint64_t next = d->state.have_demand ? controller_next_target(&in) : d->state.target;
-
+        next = next_target(d, d->state.fresh);
         d->shrinking = next < d->state.target;
         d->state.target = next;
         d->state.status = mem_status_of(d->state.assigned, d->state.demand, s->buffer);
@@ -170,6 +189,8 @@ static void run_round(struct dynmem *d)
         d->state.vmem_stuck = d->vmem ? vmem_stuck(d, &vm) : 0;
         controller_split(d->state.target, s->startup, d->region, d->state.vmem_stuck, &split);
         apply(d, &split);
+        if (new_report && d->report_fn)
+                d->report_fn(d->report_opaque, &d->state);
 }
 
 static void timer_fired(void *opaque, uint32_t events)
@@ -217,4 +238,25 @@ void dynmem_kick(struct dynmem *d)
 void dynmem_get_state(struct dynmem *d, struct dynmem_state *ret)
 {
         *ret = d->state;
+}
+
+void dynmem_set_source(struct dynmem *d, enum dynmem_source source)
+{
+        d->state.source = source;
+        d->shrinking = false; /* the controller's history means nothing after a switch */
+}
+
+int dynmem_set_external_target(struct dynmem *d, uint64_t bytes)
+{
+        if (d->state.source != DYNMEM_SOURCE_EXTERNAL)
+                return -EPERM;
+        d->state.target = controller_external_target(d->settings, bytes);
+        run_round(d);
+        return 0;
+}
+
+void dynmem_set_report_fn(struct dynmem *d, dynmem_report_fn fn, void *opaque)
+{
+        d->report_fn = fn;
+        d->report_opaque = opaque;
 }

@@ -2,8 +2,9 @@
 /*
  * Dynamic memory for one boot of a guest: once a second, the latest balloon statistics give
  * the demand, the controller a target, and the target is carried out with virtio-mem (above
- * Startup) and the balloon (below it). Runs on the VMM's event loop; every function here must
- * be called on that thread.
+ * Startup) and the balloon (below it). With the host daemon (tidald) the target comes from it
+ * instead of the controller; everything else stays. Runs on the VMM's event loop; every
+ * function here must be called on that thread.
  */
 #pragma once
 
@@ -21,15 +22,28 @@ struct dynmem;
 #define DYNMEM_STUCK_ROUNDS 5 /* rounds without unplug progress before the balloon steps in */
 #define DYNMEM_NUDGE_ROUNDS 3 /* rounds without virtio-mem progress before it is nudged */
 
+/* Where the target comes from. */
+enum dynmem_source {
+        DYNMEM_SOURCE_CONTROLLER, /* the standalone controller (controller_next_target) */
+        DYNMEM_SOURCE_EXTERNAL,   /* the host daemon, through dynmem_set_external_target() */
+};
+
 struct dynmem_state {
-        uint64_t target;   /* where the controller is moving the guest */
+        enum dynmem_source source;
+        uint64_t target;   /* where the guest is being moved */
         uint64_t assigned; /* what the guest can use now: startup + plugged - ballooned */
         bool have_demand;  /* a usable statistics report has arrived */
         uint64_t demand;
         unsigned pressure; /* DEMAND_PRESSURE_* of the latest report */
+        bool fresh;        /* the latest statistics are recent */
         enum mem_status status;
-        uint64_t vmem_stuck; /* plugged memory virtio-mem cannot unplug, ballooned instead */
+        uint64_t balloon;      /* bytes in the balloon (the driver's count) */
+        uint64_t vmem_plugged; /* bytes plugged with virtio-mem */
+        uint64_t vmem_stuck;   /* plugged memory virtio-mem cannot unplug, ballooned instead */
 };
+
+/* Called at the end of every round that used a new statistics report. */
+typedef void (*dynmem_report_fn)(void *opaque, const struct dynmem_state *state);
 
 /*
  * Starts controlling a booted guest. settings must outlive it (the VMM changes them at
@@ -44,3 +58,20 @@ void dynmem_free(struct dynmem *d);
 void dynmem_kick(struct dynmem *d);
 
 void dynmem_get_state(struct dynmem *d, struct dynmem_state *ret);
+
+/*
+ * Switches the target's source. Leaving the controller keeps the current target until
+ * dynmem_set_external_target() moves it; nothing else changes: demand, status and the split
+ * between virtio-mem and the balloon work the same in both.
+ */
+void dynmem_set_source(struct dynmem *d, enum dynmem_source source);
+
+/*
+ * The host daemon's target: clamped to [minimum, maximum] and whole blocks
+ * (controller_external_target), applied at once. Only in DYNMEM_SOURCE_EXTERNAL (-EPERM
+ * otherwise).
+ */
+int dynmem_set_external_target(struct dynmem *d, uint64_t bytes);
+
+/* fn (NULL: none) hears about every new statistics report, after the round it fed. */
+void dynmem_set_report_fn(struct dynmem *d, dynmem_report_fn fn, void *opaque);
