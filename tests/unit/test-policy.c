@@ -285,30 +285,26 @@ static void dead_band(void **state)
         struct policy_vm v = vm(5000, 512 * MiB, 16 * GiB, 20, 1000 * MiB, 1190 * MiB);
         struct policy_result r;
 
-        /* Want 1200, 10 MiB away: inside the 16 MiB band, not worth a message. */
+        /* Want 1200: growth has no dead band (a guest below its want is Low for good). */
         policy_balance(&v, 1, 64 * GiB, &r);
-        assert_int_equal(v.grant, 1190 * MiB);
-        assert_int_equal(r.changed, 0);
+        assert_int_equal(v.grant, 1200 * MiB);
+        assert_int_equal(r.changed, 1);
+        /* 12 MiB above want: inside the 16 MiB band, not worth a message. */
         v.grant = v.assigned = 1212 * MiB;
         policy_balance(&v, 1, 64 * GiB, &r);
         assert_int_equal(v.grant, 1212 * MiB);
-
-        /* Demand 190, buffer 5: want 200 (rounded up to 2 MiB). A grant of 188 is 12 MiB
-         * away, but below demand: the move that ends the Warning is made. */
-        v = vm(5000, 128 * MiB, 16 * GiB, 5, 190 * MiB, 188 * MiB);
-        policy_balance(&v, 1, 64 * GiB, &r);
-        assert_int_equal(v.grant, 200 * MiB);
-        assert_int_equal(r.changed, 1);
-
-        /* A band of 1/32 on large grants: want 66 GiB; from 64.5 GiB, 1.5 GiB is inside the
-         * 2064 MiB band of a 64.5 GiB grant; from 63 GiB, 3 GiB is not. */
-        v = vm(5000, 512 * MiB, 128 * GiB, 20, 55 * GiB, 64 * GiB + 512 * MiB);
-        policy_balance(&v, 1, 256 * GiB, &r);
-        assert_int_equal(v.grant, 64 * GiB + 512 * MiB);
         assert_int_equal(r.changed, 0);
-        v.grant = v.assigned = 63 * GiB;
+
+        /* A band of 1/32 on large grants: want 66 GiB; from 67.5 GiB, 1.5 GiB is inside the
+         * 2160 MiB band of a 67.5 GiB grant; from 69 GiB, 3 GiB is not (and the first step
+         * is the largest allowed, 2 GiB). */
+        v = vm(5000, 512 * MiB, 128 * GiB, 20, 55 * GiB, 67 * GiB + 512 * MiB);
         policy_balance(&v, 1, 256 * GiB, &r);
-        assert_int_equal(v.grant, 66 * GiB);
+        assert_int_equal(v.grant, 67 * GiB + 512 * MiB);
+        assert_int_equal(r.changed, 0);
+        v.grant = v.assigned = 69 * GiB;
+        policy_balance(&v, 1, 256 * GiB, &r);
+        assert_int_equal(v.grant, 67 * GiB);
 }
 
 static void dead_band_gives_way_to_growth(void **state)

@@ -96,11 +96,13 @@ static void move_of(const struct policy_vm *vm, const struct plan *plan, struct 
         }
         if (target == grant)
                 return;
-        /* Inside the dead band a grow is not worth a message, unless it ends a Warning. */
-        if (target - grant >= band || (grant < lv.need && target >= lv.need)) {
-                m->kind = MOVE_GROW;
-                m->cost = MAX(target, vm->assigned) - m->held;
-        }
+        /*
+         * Growth has no dead band, as in the standalone controller (src/vmm/dynmem): anything
+         * below its target leaves a guest Low or worse for good, and a load wandering up and
+         * down settles at its top because shrinking has one.
+         */
+        m->kind = MOVE_GROW;
+        m->cost = MAX(target, vm->assigned) - m->held;
 }
 
 static void plan_round(const struct policy_vm *vms, size_t n, uint64_t budget, uint64_t *by_weight,

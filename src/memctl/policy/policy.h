@@ -18,7 +18,7 @@
 
 #include "tidal/memory-settings.h"
 
-/* A grant change smaller than this (or 1/32 of the grant, if larger) is not sent. */
+/* A cut smaller than this (or 1/32 of the grant, if larger) is not made. */
 #define POLICY_DEADBAND_MIN (16ULL << 20)
 /* Largest cut of one VM's grant in one round; growth is bounded only by free memory. */
 #define POLICY_SHRINK_MAX (2ULL << 30)
@@ -49,9 +49,9 @@ struct policy_result {
  * clamp(demand * (1 + buffer), minimum, maximum); when memory is short, buffers are cut first,
  * lowest weight first, then lower-weight VMs lose memory down to their minimum before higher
  * ones lose any; equal weights share a cut in proportion. Grants move by at most
- * POLICY_SHRINK_MAX down per round, not at all inside the dead band (except a growth that ends
- * a Warning, and a shrink whose memory another VM's growth needs), and growth is limited to
- * memory no other VM still holds, highest weight first. New grants are multiples of MEM_BLOCK_SIZE
+ * POLICY_SHRINK_MAX down per round and do not shrink inside the dead band (unless another
+ * VM's growth needs that memory); growth has no dead band but is limited to memory no other VM
+ * still holds, highest weight first. New grants are multiples of MEM_BLOCK_SIZE
  * within [minimum, maximum], and sum(max(grant, assigned)) <= budget whenever it was on entry (if
  * it was not, for instance after a restart of the daemon, no grant grows until it is).
  */
