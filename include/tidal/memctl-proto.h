@@ -28,6 +28,12 @@
 #define MEMCTL_OUTPUT_MAX (256 * 1024) /* unsent bytes queued for one peer; past this: drop it */
 #define MEMCTL_NAME_MAX   64           /* VM names: [A-Za-z0-9._-], not starting with '.' */
 #define MEMCTL_UUID_LEN   36           /* canonical text form */
+/*
+ * Longest reply to an administrator ("list", "metrics"), newline excluded: about 1 KiB per VM,
+ * so thousands of VMs fit. An administrator connection may queue one such reply (plus what
+ * MEMCTL_OUTPUT_MAX allows) before it is dropped; tidalctl reads replies up to this long.
+ */
+#define MEMCTL_REPLY_MAX (16 * 1024 * 1024)
 /* How long the daemon waits for other VMs to shrink before refusing an admission. */
 #define MEMCTL_ADMIT_TIMEOUT_MS 30000
 /* A VM that has not reported for this long has stale statistics and is not squeezed. */

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -12,10 +13,13 @@
 #include "tidal/api.h"
 #include "tidal/macro.h"
 
+#define BUF_INITIAL 4096
+
 struct api_client {
         int fd;
-        char buf[API_LINE_MAX + 1]; /* one reply line, newline included */
-        size_t len;
+        size_t reply_max; /* longest reply line, newline excluded */
+        char *buf;        /* grows up to reply_max + 1: one reply line, newline included */
+        size_t len, cap;
 };
 
 /* Blocking I/O with socket timeouts: connect() on a Unix socket honours SO_SNDTIMEO too. */
@@ -29,13 +33,15 @@ static int set_timeouts(int fd, int timeout_ms)
         return 0;
 }
 
-int api_client_connect(const char *path, int timeout_ms, struct api_client **ret)
+int api_client_connect(const char *path, int timeout_ms, size_t reply_max, struct api_client **ret)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -1;
         struct api_client *c;
         int r;
 
+        if (reply_max == 0 || reply_max >= SIZE_MAX)
+                return -EINVAL;
         if (strlen(path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
         strcpy(sa.sun_path, path);
@@ -51,6 +57,7 @@ int api_client_connect(const char *path, int timeout_ms, struct api_client **ret
         if (!c)
                 return -ENOMEM;
         c->fd = TAKE_FD(fd);
+        c->reply_max = reply_max;
         *ret = c;
         return 0;
 }
@@ -60,6 +67,7 @@ void api_client_free(struct api_client *c)
         if (!c)
                 return;
         close(c->fd);
+        free(c->buf);
         free(c);
 }
 
@@ -92,18 +100,45 @@ static int send_request(struct api_client *c, struct json_object *request)
         return r < 0 ? r : send_all(c->fd, "\n", 1);
 }
 
+/*
+ * Makes room to receive: the buffer doubles as a reply grows, up to one line of reply_max
+ * bytes and its newline, so a small reply costs little and a large one no more than it needs.
+ */
+static int make_room(struct api_client *c)
+{
+        size_t limit = c->reply_max + 1, cap;
+        char *p;
+
+        if (c->len < c->cap)
+                return 0;
+        if (c->cap >= limit)
+                return -EPROTO; /* no newline within reply_max bytes */
+        cap = c->cap ? (c->cap > limit / 2 ? limit : c->cap * 2) : MIN((size_t)BUF_INITIAL, limit);
+        p = realloc(c->buf, cap);
+        if (!p)
+                return -ENOMEM;
+        c->buf = p;
+        c->cap = cap;
+        return 0;
+}
+
 /* Reads until a newline; returns the line's length (newline excluded) or a negative errno. */
 static ssize_t recv_line(struct api_client *c)
 {
+        size_t scanned = 0; /* bytes already searched for the newline */
+
         for (;;) {
-                char *nl = memchr(c->buf, '\n', c->len);
+                char *nl = c->len ? memchr(c->buf + scanned, '\n', c->len - scanned) : NULL;
                 ssize_t n;
+                int r;
 
                 if (nl)
                         return nl - c->buf;
-                if (c->len == sizeof(c->buf))
-                        return -EPROTO;
-                n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+                scanned = c->len;
+                r = make_room(c);
+                if (r < 0)
+                        return r;
+                n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)

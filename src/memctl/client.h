@@ -5,19 +5,25 @@
  */
 #pragma once
 
+#include <stddef.h>
+
 struct json_object;
 struct api_client;
 
 /*
- * Connects to the socket at path; timeout_ms bounds each later send and receive. 0 or a
- * negative errno: -ENOENT no such socket, -ECONNREFUSED nothing listens there (stale), -EACCES.
+ * Connects to the socket at path; timeout_ms bounds each later send and receive, reply_max the
+ * length of a reply line (newline excluded): API_LINE_MAX for a VM's control socket,
+ * MEMCTL_REPLY_MAX for tidald, whose list of a thousand VMs is a megabyte. The reply buffer
+ * grows as needed up to that. 0 or a negative errno: -ENOENT no such socket, -ECONNREFUSED
+ * nothing listens there (stale), -EACCES, -EINVAL a reply_max of 0.
  */
-int api_client_connect(const char *path, int timeout_ms, struct api_client **ret);
+int api_client_connect(const char *path, int timeout_ms, size_t reply_max, struct api_client **ret);
 void api_client_free(struct api_client *client);
 
 /*
  * Sends `request` and waits for its reply. 0 or a negative errno: -ETIMEDOUT, -ECONNRESET (the
- * VM hung up), -EPROTO (the reply is not a JSON object with a boolean "ok").
+ * VM hung up), -EPROTO (the reply is not a JSON object with a boolean "ok", or longer than
+ * reply_max), -ENOMEM.
  */
 int api_client_call(struct api_client *client, struct json_object *request,
                     struct json_object **reply);

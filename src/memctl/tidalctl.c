@@ -311,6 +311,7 @@ struct peer {
         const char *who;     /* "the VM", "tidald" */
         const char *denied;  /* why permission may be denied */
         const char *invalid; /* what the socket should have been */
+        size_t reply_max;    /* longest reply line it may send */
 };
 
 static void connect_error(int r, const struct peer *p, char *buf, size_t size)
@@ -361,7 +362,7 @@ static int call(struct ctl *ctl, const struct peer *p, const char *what,
         char why[128];
         int r;
 
-        r = api_client_connect(p->path, ctl->timeout_ms, &client);
+        r = api_client_connect(p->path, ctl->timeout_ms, p->reply_max, &client);
         if (r < 0) {
                 connect_error(r, p, why, sizeof(why));
                 return ctl_fail(CTL_EXIT_UNREACHABLE, "cannot connect to %s: %s", p->path, why);
@@ -390,6 +391,7 @@ int ctl_vm_call(struct ctl *ctl, const char *what, struct json_object *request,
                 .who = "the VM",
                 .denied = "the socket belongs to another user",
                 .invalid = "a tidal control socket",
+                .reply_max = API_LINE_MAX,
         };
 
         return call(ctl, &vm, what, request, reply);
@@ -403,6 +405,7 @@ int ctl_host_call(struct ctl *ctl, const char *what, struct json_object *request
                 .who = "tidald",
                 .denied = "only root and the tidal group may use tidald's socket",
                 .invalid = "tidald's socket",
+                .reply_max = MEMCTL_REPLY_MAX,
         };
 
         return call(ctl, &tidald, what, request, reply);

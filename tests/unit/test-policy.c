@@ -221,6 +221,77 @@ static void worked_example_admission(void **state)
         expect_grants(vms, 512, 1376, 3600);
 }
 
+/* ---- Partial admission of a restarting VM (smart paging) ---- */
+
+/* The worked example after the spike, with C's demand back at 3000 (a buffer of 600) and a
+ * budget of 6101: 101 free, not a whole number of blocks. */
+static void squeezed_host(struct policy_vm *vms)
+{
+        example_host(vms);
+        vms[C].demand = 3000 * MiB;
+        vms[A].grant = vms[A].assigned = 800 * MiB;
+        vms[B].grant = vms[B].assigned = 1600 * MiB;
+        vms[C].grant = vms[C].assigned = 3600 * MiB;
+}
+
+static void partial_admission(void **state)
+{
+        const uint64_t budget = 6101 * MiB;
+        struct policy_vm vms[3], before[3];
+        struct policy_admission adm;
+
+        /* D (weight 5000) restarts with startup 2048, minimum 512: found = 101 free + 600 of
+         * C's buffer + A's 800 - 512 = 989, rounded down to a block: a grant of 988. Everything
+         * the rules allow is taken: A to its minimum, C to its need; B, of D's weight, keeps
+         * its need. */
+        squeezed_host(vms);
+        policy_admit_partial(vms, 3, budget, 2048 * MiB, 512 * MiB, 5000, &adm);
+        assert_true(adm.admit);
+        assert_true(adm.partial);
+        assert_int_equal(adm.needed, 2048 * MiB);
+        assert_int_equal(adm.found, 989 * MiB);
+        assert_int_equal(adm.grant, 988 * MiB);
+        expect_grants(vms, 512, 1600, 3000);
+        /* Once they have shrunk, the grant fits. */
+        follow(vms, 3);
+        assert_true(policy_reserved(vms, 3) + adm.grant <= budget);
+
+        /* A cold start in the same situation is refused, nothing touched. */
+        squeezed_host(vms);
+        memcpy(before, vms, sizeof(vms));
+        policy_admit(vms, 3, budget, 2048 * MiB, 5000, &adm);
+        assert_false(adm.admit);
+        assert_false(adm.partial);
+        assert_int_equal(adm.found, 989 * MiB);
+        assert_memory_equal(vms, before, sizeof(vms));
+
+        /* A restart whose minimum (1024) cannot be found is refused too, nothing touched. */
+        policy_admit_partial(vms, 3, budget, 2048 * MiB, 1024 * MiB, 5000, &adm);
+        assert_false(adm.admit);
+        assert_int_equal(adm.found, 989 * MiB);
+        assert_memory_equal(vms, before, sizeof(vms));
+
+        /* A minimum of exactly the rounded-down found is enough. */
+        policy_admit_partial(vms, 3, budget, 2048 * MiB, 988 * MiB, 5000, &adm);
+        assert_true(adm.admit && adm.partial);
+        assert_int_equal(adm.grant, 988 * MiB);
+
+        /* When the startup can be found, a restart is a normal admission: only what is missing
+         * is taken (101 free + 411 of C's buffer for 512), the grant is the startup. */
+        squeezed_host(vms);
+        memcpy(before, vms, sizeof(vms));
+        policy_admit_partial(vms, 3, budget, 512 * MiB, 256 * MiB, 5000, &adm);
+        assert_true(adm.admit);
+        assert_false(adm.partial);
+        assert_int_equal(adm.grant, 512 * MiB);
+        expect_grants(vms, 800, 1600, 3188);
+        memcpy(vms, before, sizeof(vms));
+        policy_admit(vms, 3, budget, 512 * MiB, 5000, &adm);
+        assert_true(adm.admit);
+        assert_int_equal(adm.grant, 512 * MiB);
+        expect_grants(vms, 800, 1600, 3188);
+}
+
 /* ---- The rules one by one ---- */
 
 static void ample_memory_gives_want(void **state)
@@ -722,12 +793,74 @@ static void property_admission(void **state)
         }
 }
 
+/* A restart: the same as a cold admission when startup is found; else all that may be taken. */
+static void property_partial_admission(void **state)
+{
+        struct policy_vm before[N_MAX], cold[N_MAX];
+        struct policy_admission adm, cold_adm;
+        uint64_t s = seed ^ 0x5a9e, startup, minimum, reserved, found;
+        unsigned weight;
+        struct host h;
+
+        for (int c = 0; c < CASES; c++) {
+                random_host(&s, &h);
+                if (rnd_in(&s, 0, 1)) {
+                        follow(h.vms, h.n);
+                        converge(&h, c);
+                }
+                reserved = policy_reserved(h.vms, h.n);
+                if (reserved > h.budget)
+                        h.budget = reserved + rnd_in(&s, 0, 256 * MiB);
+                startup = rnd_blocks(&s, 32 * MiB, 16 * GiB);
+                minimum = rnd_blocks(&s, 32 * MiB, startup);
+                weight = weights[rnd(&s) % ARRAY_SIZE(weights)];
+                found = oracle_found(&h, weight);
+                memcpy(before, h.vms, sizeof(before));
+                memcpy(cold, h.vms, sizeof(cold));
+                policy_admit(cold, h.n, h.budget, startup, weight, &cold_adm);
+                policy_admit_partial(h.vms, h.n, h.budget, startup, minimum, weight, &adm);
+                CHECK(adm.found == found, "found %" PRIu64 ", expected %" PRIu64, seed, c,
+                      adm.found, found);
+                if (cold_adm.admit) {
+                        CHECK(adm.admit && !adm.partial && adm.grant == startup &&
+                                      memcmp(h.vms, cold, h.n * sizeof(*cold)) == 0,
+                              "a restart that fits differs from a cold admission", seed, c);
+                        continue;
+                }
+                CHECK(adm.admit == (ALIGN_DOWN(found, MEM_BLOCK_SIZE) >= minimum), "admit", seed,
+                      c);
+                if (!adm.admit) {
+                        CHECK(memcmp(h.vms, before, h.n * sizeof(*before)) == 0,
+                              "refusal changed grants", seed, c);
+                        continue;
+                }
+                CHECK(adm.partial && adm.grant == ALIGN_DOWN(found, MEM_BLOCK_SIZE) &&
+                              adm.grant >= minimum && adm.grant < startup,
+                      "partial grant %" PRIu64 " of found %" PRIu64, seed, c, adm.grant, found);
+                /* Everything on offer was taken: lighter VMs at their floor, the others at
+                 * their need (or less, if they had less), each within a block of rounding. */
+                for (size_t i = 0; i < h.n; i++) {
+                        struct levels l = levels(&before[i]);
+                        uint64_t kept = MIN(before[i].grant, l.need);
+                        uint64_t low = before[i].weight < weight ? l.floor : kept;
+
+                        CHECK(h.vms[i].grant >= low && h.vms[i].grant <= low + MEM_BLOCK_SIZE,
+                              "vm %zu at %" PRIu64 ", not squeezed to %" PRIu64, seed, c, i,
+                              h.vms[i].grant, low);
+                }
+                follow(h.vms, h.n);
+                CHECK(h.budget >= policy_reserved(h.vms, h.n) + adm.grant,
+                      "partial grant does not fit after the shrink", seed, c);
+        }
+}
+
 int main(void)
 {
         const char *env = getenv("TIDAL_POLICY_SEED");
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(worked_example),
                 cmocka_unit_test(worked_example_admission),
+                cmocka_unit_test(partial_admission),
                 cmocka_unit_test(ample_memory_gives_want),
                 cmocka_unit_test(equal_weights_share_in_proportion),
                 cmocka_unit_test(shrink_is_paced),
@@ -741,6 +874,7 @@ int main(void)
                 cmocka_unit_test(property_convergence_and_weights),
                 cmocka_unit_test(property_ample_gives_want),
                 cmocka_unit_test(property_admission),
+                cmocka_unit_test(property_partial_admission),
         };
 
         if (env)

@@ -71,25 +71,49 @@ static void take(struct policy_vm *vms, size_t n, unsigned weight, bool buffers,
         }
 }
 
-void policy_admit(struct policy_vm *vms, size_t n, uint64_t budget, uint64_t startup,
-                  unsigned weight, struct policy_admission *ret)
+/*
+ * Finds `startup` if it can; with minimum < startup it settles for less, down to `minimum`
+ * (a block multiple): then it takes everything on offer.
+ */
+static void admit_at_least(struct policy_vm *vms, size_t n, uint64_t budget, uint64_t startup,
+                           uint64_t minimum, unsigned weight, struct policy_admission *ret)
 {
         uint64_t by_weight[POLICY_WEIGHTS];
-        uint64_t reserved = policy_reserved(vms, n), free, buffers, needs, short_by;
+        uint64_t reserved = policy_reserved(vms, n), free, buffers, needs, found, short_by;
 
         weight = MIN(weight, MEM_WEIGHT_MAX);
         free = budget > reserved ? budget - reserved : 0;
         buffers = offer(vms, n, weight, true, by_weight);
         needs = offer(vms, n, weight, false, by_weight);
-        *ret = (struct policy_admission){
-                .needed = startup,
-                .found = policy_add_sat(free, policy_add_sat(buffers, needs)),
-        };
-        ret->admit = ret->found >= startup;
-        if (!ret->admit || free >= startup)
+        found = policy_add_sat(free, policy_add_sat(buffers, needs));
+        *ret = (struct policy_admission){.needed = startup, .found = found};
+        if (found >= startup)
+                ret->grant = startup;
+        else if (ALIGN_DOWN(found, MEM_BLOCK_SIZE) >= minimum)
+                ret->grant = ALIGN_DOWN(found, MEM_BLOCK_SIZE);
+        else
+                return; /* refused: nothing touched */
+        ret->admit = true;
+        ret->partial = ret->grant < startup;
+        if (free >= ret->grant)
                 return;
-        short_by = startup - free;
+        short_by = ret->grant - free;
         take(vms, n, weight, true, MIN(short_by, buffers), by_weight);
         if (short_by > buffers)
                 take(vms, n, weight, false, short_by - buffers, by_weight);
+}
+
+void policy_admit(struct policy_vm *vms, size_t n, uint64_t budget, uint64_t startup,
+                  unsigned weight, struct policy_admission *ret)
+{
+        /* A cold start gets its startup or nothing. */
+        admit_at_least(vms, n, budget, startup, startup, weight, ret);
+}
+
+void policy_admit_partial(struct policy_vm *vms, size_t n, uint64_t budget, uint64_t startup,
+                          uint64_t minimum, unsigned weight, struct policy_admission *ret)
+{
+        /* At least one block, even for absurd settings: a grant of 0 is no admission. */
+        admit_at_least(vms, n, budget, startup, MAX(MIN(minimum, startup), MEM_BLOCK_SIZE), weight,
+                       ret);
 }

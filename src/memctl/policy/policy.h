@@ -60,7 +60,9 @@ void policy_balance(struct policy_vm *vms, size_t n, uint64_t budget, struct pol
 struct policy_admission {
         uint64_t needed; /* the new VM's startup */
         uint64_t found;  /* what free memory, buffers and lower weights could give */
-        bool admit;      /* found >= needed: grants lowered to make room */
+        bool admit;      /* found >= needed (or, partial, >= minimum): grants lowered for it */
+        bool partial;    /* admitted with less than its startup (policy_admit_partial) */
+        uint64_t grant;  /* admitted: needed, or (partial) found rounded down to a block */
 };
 
 /*
@@ -72,6 +74,18 @@ struct policy_admission {
  */
 void policy_admit(struct policy_vm *vms, size_t n, uint64_t budget, uint64_t startup,
                   unsigned weight, struct policy_admission *ret);
+
+/*
+ * For a restarting VM (smart paging, docs/memctl-policy.md "Partial admission"): as
+ * policy_admit() when `startup` can be found. Otherwise, if at least `minimum` can (after
+ * rounding `found` down to a block), admits partially: lowers every grant as far as the
+ * admission rules allow (all free memory, every buffer, lighter VMs down to their floor) and
+ * reports grant = found rounded down to a block, partial = true. Below `minimum` it refuses
+ * and leaves every grant as it was: smart paging bridges a gap, it does not run a VM below its
+ * minimum. Never for a cold start (use policy_admit()).
+ */
+void policy_admit_partial(struct policy_vm *vms, size_t n, uint64_t budget, uint64_t startup,
+                          uint64_t minimum, unsigned weight, struct policy_admission *ret);
 
 /* sum(max(grant, assigned)): memory spoken for. */
 uint64_t policy_reserved(const struct policy_vm *vms, size_t n);

@@ -28,6 +28,14 @@ static void send_json(struct conn *c, struct json_object *o)
         if (!text)
                 return;
         len = strlen(text);
+        if (len > MEMCTL_REPLY_MAX) {
+                /* More than tidalctl reads: say so rather than send what it cannot take. */
+                static const char too_long[] = "{\"ok\":false,\"error\":\"the reply is longer "
+                                               "than 16 MiB\"}\n";
+
+                conn_send(c, too_long, sizeof(too_long) - 1);
+                return;
+        }
         conn_send(c, text, len);
         conn_send(c, "\n", 1);
 }

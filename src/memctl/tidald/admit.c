@@ -2,8 +2,13 @@
 /*
  * Admission: a VM may start (or restart) only if its startup memory can be found. The policy
  * says where (free budget, others' buffers, lower weights down to their minimum) and lowers
- * those grants; the VM waits, pinned at its startup so no round hands that memory out again,
+ * those grants; the VM waits, pinned at its grant so no round hands that memory out again,
  * until the others have actually shrunk, for at most MEMCTL_ADMIT_TIMEOUT_MS.
+ *
+ * A restart (a guest reboot) that cannot find its startup, with everything squeezed that the
+ * rules allow, is admitted with what was found if that is at least its minimum: the VMM boots
+ * the guest with its startup memory and smart paging keeps only the grant resident until the
+ * balloon brings the guest within it (issue 6). A cold start is never admitted partially.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,14 +23,23 @@ static void refuse(struct daemon *d, struct vm *vm, uint64_t found)
 {
         struct memctl_msg m = {.type = MEMCTL_REFUSED};
         struct conn *c = vm->conn;
-        char a[32], b[32];
+        char a[32], b[32], e[32];
 
         m.refused.needed = vm->settings.startup;
         m.refused.found = MIN(found, vm->settings.startup);
-        snprintf(m.refused.error, sizeof(m.refused.error),
-                 "cannot admit %s: needs %s of startup memory, %s could be found", vm->name,
-                 format_size(m.refused.needed, a, sizeof(a)),
-                 format_size(m.refused.found, b, sizeof(b)));
+        /* A restart may settle for less than its startup, but not for less than its minimum. */
+        if (vm->state == VM_RESTARTING)
+                snprintf(m.refused.error, sizeof(m.refused.error),
+                         "cannot restart %s: needs %s of startup memory, or with smart paging at "
+                         "least its minimum of %s; %s could be found",
+                         vm->name, format_size(m.refused.needed, a, sizeof(a)),
+                         format_size(vm->settings.minimum, e, sizeof(e)),
+                         format_size(m.refused.found, b, sizeof(b)));
+        else
+                snprintf(m.refused.error, sizeof(m.refused.error),
+                         "cannot admit %s: needs %s of startup memory, %s could be found", vm->name,
+                         format_size(m.refused.needed, a, sizeof(a)),
+                         format_size(m.refused.found, b, sizeof(b)));
         log_info("%s", m.refused.error);
         conn_send_msg(c, &m);
         /* Its memory is spoken for no more; the connection closes once the answer is out. */
@@ -36,17 +50,34 @@ static void refuse(struct daemon *d, struct vm *vm, uint64_t found)
 
 static void admit(struct vm *vm, uint64_t now)
 {
-        struct memctl_msg m = {.type = MEMCTL_ADMITTED, .admitted.grant = vm->settings.startup};
+        struct memctl_msg m = {.type = MEMCTL_ADMITTED, .admitted.grant = vm->grant};
+        bool partial = vm->grant < vm->settings.startup;
 
-        log_info("%s admitted with %llu MiB", vm->name,
-                 (unsigned long long)(vm->settings.startup >> 20));
+        log_info("%s admitted with %llu MiB", vm->name, (unsigned long long)(vm->grant >> 20));
         vm->state = VM_RUNNING;
-        vm->grant = vm->settings.startup;
-        vm->assigned = MAX(vm->assigned, vm->settings.startup);
+        /*
+         * The guest boots with its startup memory. With a partial grant the VMM keeps only the
+         * grant resident (smart paging), which is what the host gives it until its reports say
+         * otherwise.
+         */
+        vm->assigned = partial ? vm->grant : MAX(vm->assigned, vm->settings.startup);
+        vm->paging_limit = partial ? vm->grant : 0;
         vm->have_demand = false;
         vm->fresh = false;
         vm->last_report_ms = now;
         conn_send_msg(vm->conn, &m);
+}
+
+/* Asks the policy for the VM's startup; a restart may settle for less, down to its minimum. */
+static void find_room(struct daemon *d, const struct vm *vm, struct policy_vm *p, size_t n,
+                      struct policy_admission *res)
+{
+        const struct mem_settings *s = &vm->settings;
+
+        if (vm->state == VM_RESTARTING)
+                policy_admit_partial(p, n, d->host.budget, s->startup, s->minimum, s->weight, res);
+        else
+                policy_admit(p, n, d->host.budget, s->startup, s->weight, res);
 }
 
 void admit_request(struct daemon *d, struct vm *vm)
@@ -63,12 +94,17 @@ void admit_request(struct daemon *d, struct vm *vm)
                 refuse(d, vm, 0);
                 return;
         }
-        policy_admit(p, n, d->host.budget, vm->settings.startup, vm->settings.weight, &res);
+        find_room(d, vm, p, n, &res);
         if (!res.admit) {
                 refuse(d, vm, res.found);
                 balance_round(d);
                 return;
         }
+        if (res.partial)
+                log_info("%s restarts with %llu of %llu MiB: smart paging bridges the gap",
+                         vm->name, (unsigned long long)(res.grant >> 20),
+                         (unsigned long long)(vm->settings.startup >> 20));
+        vm->grant = res.grant;
         balance_apply(p, vms, n);
         /* Admits at once if the room is free already; else when the others have shrunk. */
         balance_round(d);

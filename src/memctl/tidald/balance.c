@@ -16,20 +16,33 @@
 #include "tidal/macro.h"
 
 /*
- * A VM waiting for admission or restarting is pinned at its startup: it has no statistics, so
- * the policy keeps its grant, and min = max = startup so it can give nothing. A restarting VM
- * drops to its startup when the guest reboots, so what it held before does not count.
+ * A VM waiting for admission or restarting is pinned at the grant admission found for it (its
+ * startup, or less for a restart bridged by smart paging): it has no statistics, so the policy
+ * keeps its grant, and min = max = grant so it can give nothing. A restarting VM drops to its
+ * startup when the guest reboots, so what it held before does not count.
  */
 static void pinned_input(const struct vm *vm, struct policy_vm *p)
 {
         *p = (struct policy_vm){
                 .startup = vm->settings.startup,
-                .minimum = vm->settings.startup,
-                .maximum = vm->settings.startup,
+                .minimum = vm->grant,
+                .maximum = vm->grant,
                 .buffer = vm->settings.buffer,
                 .weight = MEM_WEIGHT_MAX,
-                .grant = vm->settings.startup,
+                .grant = vm->grant,
         };
+}
+
+/*
+ * Host memory the VM holds. While smart paging bridges a partial restart, the guest has its
+ * startup memory but the VMM keeps only the admission grant resident: counting the guest's
+ * memory would take the gap from the budget a second time, since it sits in the paging file.
+ */
+static uint64_t held_by(const struct vm *vm)
+{
+        if (vm->paging.active && vm->paging_limit)
+                return MIN(vm->assigned, vm->paging_limit);
+        return vm->assigned;
 }
 
 void balance_input(const struct vm *vm, uint64_t now, struct policy_vm *p)
@@ -49,7 +62,7 @@ void balance_input(const struct vm *vm, uint64_t now, struct policy_vm *p)
                 .have_demand = vm->have_demand,
                 .demand = vm->demand,
                 .fresh = vm->fresh && now - vm->last_report_ms <= MEMCTL_STALE_MS,
-                .assigned = vm->assigned,
+                .assigned = held_by(vm),
                 .grant = vm->grant,
         };
 }

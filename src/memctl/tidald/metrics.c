@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Prometheus text exposition (version 0.0.4) of the VMs and the host budget. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -25,6 +26,8 @@ static void put_label(FILE *f, const char *s)
 struct vm_gauge {
         const char *name, *help;
         uint64_t (*value)(const struct vm *vm);
+        const char *type;  /* NULL: gauge */
+        bool milliseconds; /* the value is in ms, shown in seconds */
 };
 
 static uint64_t assigned_of(const struct vm *vm)
@@ -67,31 +70,66 @@ static uint64_t paging_file_of(const struct vm *vm)
 {
         return vm->paging.file_bytes;
 }
+static uint64_t paging_in_of(const struct vm *vm)
+{
+        return vm->paging.pages_in;
+}
+static uint64_t paging_out_of(const struct vm *vm)
+{
+        return vm->paging.pages_out;
+}
+static uint64_t paging_ms_of(const struct vm *vm)
+{
+        return vm->paging.active_ms;
+}
+
+#define GAUGE(n, h, f)                                                                             \
+        {                                                                                          \
+                .name = (n), .help = (h), .value = (f)                                             \
+        }
+#define COUNTER(n, h, f)                                                                           \
+        {                                                                                          \
+                .name = (n), .help = (h), .value = (f), .type = "counter"                          \
+        }
 
 static const struct vm_gauge gauges[] = {
-        {"tidal_vm_assigned_bytes", "Memory the guest holds", assigned_of},
-        {"tidal_vm_demand_bytes", "Memory the guest needs (absent until it reports one)",
-         demand_of},
-        {"tidal_vm_minimum_bytes", "The VM's minimum memory", minimum_of},
-        {"tidal_vm_maximum_bytes", "The VM's maximum memory", maximum_of},
-        {"tidal_vm_grant_bytes", "The target tidald gave the VM", grant_of},
-        {"tidal_vm_balloon_bytes", "Memory in the VM's balloon", balloon_of},
-        {"tidal_vm_vmem_plugged_bytes", "Memory plugged with virtio-mem", vmem_of},
-        {"tidal_vm_weight", "The VM's memory weight", weight_of},
-        {"tidal_vm_smart_paging_active", "1 while smart paging backs part of the guest",
-         paging_active_of},
-        {"tidal_vm_smart_paging_file_bytes", "Size of the smart paging file", paging_file_of},
+        GAUGE("tidal_vm_assigned_bytes", "Memory the guest holds", assigned_of),
+        GAUGE("tidal_vm_demand_bytes", "Memory the guest needs (absent until it reports one)",
+              demand_of),
+        GAUGE("tidal_vm_minimum_bytes", "The VM's minimum memory", minimum_of),
+        GAUGE("tidal_vm_maximum_bytes", "The VM's maximum memory", maximum_of),
+        GAUGE("tidal_vm_grant_bytes", "The target tidald gave the VM", grant_of),
+        GAUGE("tidal_vm_balloon_bytes", "Memory in the VM's balloon", balloon_of),
+        GAUGE("tidal_vm_vmem_plugged_bytes", "Memory plugged with virtio-mem", vmem_of),
+        GAUGE("tidal_vm_weight", "The VM's memory weight", weight_of),
+        GAUGE("tidal_vm_smart_paging_active", "1 while smart paging backs part of the guest",
+              paging_active_of),
+        GAUGE("tidal_vm_smart_paging_file_bytes", "Size of the smart paging file", paging_file_of),
+        COUNTER("tidal_vm_smart_paging_pages_in_total",
+                "Pages smart paging read back from its file", paging_in_of),
+        COUNTER("tidal_vm_smart_paging_pages_out_total", "Pages smart paging wrote to its file",
+                paging_out_of),
+        {.name = "tidal_vm_smart_paging_active_seconds",
+         .help = "How long smart paging has been active",
+         .value = paging_ms_of,
+         .milliseconds = true},
 };
 
 static void put_vm_gauge(FILE *f, const struct daemon *d, const struct vm_gauge *g)
 {
-        fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n", g->name, g->help, g->name);
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", g->name, g->help, g->name,
+                g->type ? g->type : "gauge");
         for (const struct vm *vm = d->vms; vm; vm = vm->next) {
+                unsigned long long v = g->value(vm);
+
                 if (g->value == demand_of && !vm->have_demand)
                         continue;
                 fprintf(f, "%s{vm=\"", g->name);
                 put_label(f, vm->name);
-                fprintf(f, "\"} %llu\n", (unsigned long long)g->value(vm));
+                if (g->milliseconds)
+                        fprintf(f, "\"} %llu.%03llu\n", v / 1000, v % 1000);
+                else
+                        fprintf(f, "\"} %llu\n", v);
         }
 }
 

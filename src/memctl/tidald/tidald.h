@@ -38,6 +38,12 @@ struct vm {
         struct mem_settings settings;
         uint64_t admit_deadline_ms; /* admitting/restarting: refuse after this */
         uint64_t grant;             /* the last target sent (admitting: its startup) */
+        /*
+         * A restart admitted with less than its startup (smart paging): the grant it was
+         * admitted with, which the VMM keeps the guest's resident memory within while paging
+         * is active. 0 otherwise.
+         */
+        uint64_t paging_limit;
         /* From its last report. */
         uint64_t assigned;
         bool have_demand;

@@ -187,14 +187,17 @@ static void apply_target(struct memctl_client *c, uint64_t bytes, bool boot)
         char a[32], b[32];
         int r;
 
-        /* Smart paging (a later issue) would let a rebooting guest start below Startup. */
-        if (boot && bytes < c->settings->startup) {
+        /*
+         * A partial grant for a reboot (docs/tidald.md, "Restart with a partial grant"): the
+         * guest boots with its startup memory in any case. Smart paging, once hooked up, keeps
+         * only the grant resident; the grant stays the target, so the balloon takes the guest
+         * down to it once its driver is up.
+         */
+        if (boot && bytes < c->settings->startup)
                 log_warn("tidald granted %s, less than startup (%s): smart paging is not built "
-                         "yet, booting with startup",
+                         "yet, booting with startup and ballooning down to the grant",
                          format_size(bytes, a, sizeof(a)),
                          format_size(c->settings->startup, b, sizeof(b)));
-                bytes = c->settings->startup;
-        }
         if (!c->dynmem)
                 return; /* between boots: the next boot starts at startup and asks again */
         r = dynmem_set_external_target(c->dynmem, bytes);
