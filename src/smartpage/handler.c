@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The handler thread: waits for userfaultfd messages and requests (the wake eventfd), resolves
+ * faults, keeps the resident set within the limit, and does the read-back when paging ends.
+ * After an error it keeps mapping pages that are resident (MINOR faults) but brings nothing in:
+ * whoever needs such a page waits until the VM is stopped.
+ */
+#include <errno.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "smartpage/engine.h"
+#include "smartpage/uffd.h"
+#include "tidal/log.h"
+#include "tidal/macro.h"
+
+#define MSGS 64
+
+void engine_poke(struct smartpage *sp)
+{
+        uint64_t one = 1;
+
+        if (write(sp->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+                log_warn_errno(errno, "smart paging: cannot wake the handler");
+}
+
+/* An access to a resident page whose entries the clock zapped: the reference bit. */
+static void minor_fault(struct smartpage *sp, uint64_t page)
+{
+        uint8_t *s = &sp->pt.state[page];
+        int r;
+
+        sp->count.minor_faults++;
+        if (!(*s & PG_RESIDENT)) {
+                /* Evicted while the access waited, or discarded: bring it in. */
+                (void)engine_page_in(sp, page);
+                return;
+        }
+        *s = (uint8_t)((*s | PG_REF) & ~PG_ZAPPED);
+        r = uffd_continue(sp->uffd, page_addr(sp, page), PAGE);
+        if (r == -EEXIST) /* mapped meanwhile: another thread's fault on it came first */
+                r = uffd_wake(sp->uffd, page_addr(sp, page), PAGE);
+        if (r == -ENOENT || r == -EFAULT) {
+                /* Gone from the memfd behind our back (punched by the VMM): it is zeroes. */
+                pagetab_set_absent(&sp->pt, page);
+                (void)engine_page_in(sp, page);
+                return;
+        }
+        if (r < 0)
+                engine_fail(sp, r, "cannot map a resident page again");
+}
+
+static void missing_fault(struct smartpage *sp, uint64_t page)
+{
+        int r;
+
+        if (!(sp->pt.state[page] & PG_RESIDENT)) {
+                (void)engine_page_in(sp, page);
+                return;
+        }
+        /*
+         * Counted resident but missing: a message queued before the copy that resolved it
+         * (EEXIST), or a page punched behind our back, which is zeroes.
+         */
+        r = uffd_zeropage(sp->uffd, page_addr(sp, page), PAGE);
+        if (r == -EEXIST)
+                r = uffd_wake(sp->uffd, page_addr(sp, page), PAGE);
+        if (r < 0)
+                engine_fail(sp, r, "cannot resolve a fault on a resident page");
+}
+
+static void handle_msg(struct smartpage *sp, const struct uffd_msg *msg)
+{
+        uint64_t addr = msg->arg.pagefault.address, page;
+
+        if (msg->event != UFFD_EVENT_PAGEFAULT)
+                return;
+        if (addr < (uintptr_t)sp->region || addr - (uintptr_t)sp->region >= sp->len)
+                return;
+        page = (addr - (uintptr_t)sp->region) / PAGE;
+        if (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR)
+                minor_fault(sp, page);
+        else
+                missing_fault(sp, page);
+}
+
+static int read_msgs(struct smartpage *sp)
+{
+        struct uffd_msg msgs[MSGS];
+
+        for (;;) {
+                ssize_t n = read(sp->uffd, msgs, sizeof(msgs));
+
+                if (n < 0)
+                        return errno == EAGAIN ? 0 : errno == EINTR ? 0 : -errno;
+                for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
+                        handle_msg(sp, &msgs[i]);
+                if ((size_t)n < sizeof(msgs))
+                        return 0;
+        }
+}
+
+static void finish_step(struct smartpage *sp)
+{
+        bool done = false;
+        int r;
+
+        if (engine_finish_chunk(sp, &done) < 0 || !done)
+                return;
+        /* Every page is in RAM: faults now are the kernel's business again. */
+        r = uffd_unregister(sp->uffd, sp->region, sp->len);
+        if (r < 0) {
+                engine_fail(sp, r, "cannot unregister guest memory from userfaultfd");
+                return;
+        }
+        sp->registered = false;
+        sp->finished = true;
+        sp->end_ns = now_ns();
+        pthread_cond_broadcast(&sp->cond);
+}
+
+static void drain(int fd)
+{
+        uint64_t v;
+
+        (void)!read(fd, &v, sizeof(v));
+}
+
+/* One round under the lock. */
+static void round_locked(struct smartpage *sp)
+{
+        int r;
+
+        drain(sp->wake_fd);
+        if (sp->finished)
+                return;
+        /* A lowered limit, or pages brought in above it by the MINOR path's races. */
+        if (!sp->error && !sp->finishing && sp->pt.resident > sp->limit_pages)
+                (void)engine_make_room(sp, 0);
+        r = read_msgs(sp);
+        if (r < 0)
+                engine_fail(sp, r, "cannot read userfaultfd");
+        if (sp->finishing && !sp->error)
+                finish_step(sp);
+}
+
+void *engine_thread(void *arg)
+{
+        struct smartpage *sp = arg;
+
+        for (;;) {
+                struct pollfd fds[2] = {
+                        {.fd = sp->uffd, .events = POLLIN},
+                        {.fd = sp->wake_fd, .events = POLLIN},
+                };
+                bool busy;
+
+                pthread_mutex_lock(&sp->lock);
+                busy = sp->finishing && !sp->finished && !sp->error;
+                if (sp->stop) {
+                        pthread_mutex_unlock(&sp->lock);
+                        break;
+                }
+                pthread_mutex_unlock(&sp->lock);
+                /* While reading back, faults are checked between chunks, not waited for. */
+                if (poll(fds, 2, busy ? 0 : -1) < 0 && errno != EINTR) {
+                        int r = -errno;
+
+                        pthread_mutex_lock(&sp->lock);
+                        engine_fail(sp, r, "cannot poll userfaultfd");
+                        pthread_mutex_unlock(&sp->lock);
+                        break;
+                }
+                pthread_mutex_lock(&sp->lock);
+                round_locked(sp);
+                pthread_mutex_unlock(&sp->lock);
+        }
+        return NULL;
+}
