@@ -235,8 +235,9 @@ def vms_by_name(path):
 
 
 class Daemon:
-    def __init__(self, tidald, workdir, host_memory="4G", extra=()):
+    def __init__(self, tidald, workdir, host_memory="4G", extra=(), nofile=None):
         self.tidald, self.host_memory, self.extra = tidald, host_memory, list(extra)
+        self.nofile = nofile  # a descriptor limit for the daemon
         self.path = os.path.join(workdir, "tidald.sock")
         self.log = open(os.path.join(workdir, "tidald.log"), "ab")
         self.proc = None
@@ -245,7 +246,8 @@ class Daemon:
     def start(self):
         self.proc = subprocess.Popen([self.tidald, "--socket", self.path, "--host-memory",
                                       self.host_memory, "-v"] + self.extra,
-                                     stdout=self.log, stderr=self.log)
+                                     stdout=self.log, stderr=self.log,
+                                     preexec_fn=self._limits)
         end = time.monotonic() + DEADLINE
         while True:
             check(self.proc.poll() is None, "tidald exited at start: %s" % self.proc.returncode)
@@ -257,8 +259,22 @@ class Daemon:
             check(time.monotonic() < end, "tidald did not start listening")
             time.sleep(0.02)
 
+    def _limits(self):
+        if self.nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+
     def alive(self):
         return self.proc.poll() is None
+
+    def cpu_seconds(self):
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def log_text(self):
+        self.log.flush()
+        with open(self.log.name, "rb") as f:
+            return f.read().decode(errors="replace")
 
     def kill9(self):
         self.proc.kill()
@@ -552,6 +568,34 @@ def case_hung_client(d):
     check(all(c.state == "running" for c in clients), "a VM was dropped")
 
 
+def case_out_of_descriptors(d):
+    """With its descriptors used up (limit 32), tidald neither spins on the readable listening
+    socket nor floods its log: it stops accepting for a second at a time, keeps serving the
+    connections it has, and takes the waiting ones once descriptors free up."""
+    held = []
+    for _ in range(48):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(d.path)  # the backlog takes them even when the daemon cannot accept
+        held.append(s)
+    t0 = time.monotonic()
+    time.sleep(3)
+    cpu = d.cpu_seconds()
+    warnings = d.log_text().count("cannot accept connections now")
+    check(1 <= warnings <= 10, "%d warnings about accepting in 3 s" % warnings)
+    check(cpu < 0.5 * (time.monotonic() - t0), "tidald spun: %.2f s of CPU" % cpu)
+    for s in held:
+        s.close()
+    end = time.monotonic() + DEADLINE
+    while True:
+        try:
+            if admin(d.path, {"cmd": "list"})["ok"]:
+                break
+        except OSError:
+            pass
+        check(time.monotonic() < end, "tidald did not accept again")
+        time.sleep(0.2)
+
+
 def listed_json(d):
     """`tidalctl --json list` when the test has tidalctl, else the same request over the socket."""
     if d.tidalctl:
@@ -839,6 +883,7 @@ CASES = [
     ("restart_partial", case_restart_partial, "1G", []),
     ("restart_below_minimum", case_restart_below_minimum, "1G", []),
     ("many_clients", case_many_clients, "4G", []),
+    ("out_of_descriptors", case_out_of_descriptors, "4G", ["NOFILE"]),
 ]
 
 
@@ -853,7 +898,7 @@ def run_case(tidald, tidalctl, name, fn, memory, flags):
     if "HTTP" in flags:
         port = free_port()
         extra += ["--metrics-listen", "127.0.0.1:%d" % port]
-    d = Daemon(tidald, workdir, memory, extra)
+    d = Daemon(tidald, workdir, memory, extra, nofile=32 if "NOFILE" in flags else None)
     d.http_port = port
     d.tidalctl = tidalctl
     try:

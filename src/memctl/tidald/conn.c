@@ -368,6 +368,18 @@ static void accept_one(struct daemon *d, int fd)
         d->nr_conns++;
 }
 
+/*
+ * Out of descriptors or memory: the pending connection stays in the backlog and the listening
+ * socket stays readable, so watching it would spin. Stop watching until the next tick
+ * (conn_check_timeouts), when connections may have closed.
+ */
+static void pause_accepting(struct daemon *d, int error)
+{
+        log_warn_errno(error, "cannot accept connections now; trying again in a second");
+        event_source_free(d->listen_src);
+        d->listen_src = NULL;
+}
+
 static void listen_event(void *opaque, uint32_t events)
 {
         struct daemon *d = opaque;
@@ -377,7 +389,10 @@ static void listen_event(void *opaque, uint32_t events)
                 int fd = accept4(d->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
                 if (fd < 0) {
-                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                            errno == ENOMEM)
+                                pause_accepting(d, errno);
+                        else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
                                 log_warn_errno(errno, "accept");
                         return;
                 }
@@ -430,6 +445,8 @@ int conn_reaper_start(struct daemon *d)
 
 void conn_check_timeouts(struct daemon *d, uint64_t now)
 {
+        if (!d->listen_src && conn_accept_start(d) < 0)
+                log_warn("cannot watch the listening socket again");
         for (struct conn *c = d->conns; c; c = c->next) {
                 if (c->kind == CONN_NEW && now - c->connected_ms > TIDALD_HELLO_MS)
                         mark_dead(c, "nothing valid within 10 s");
