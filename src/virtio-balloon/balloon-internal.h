@@ -52,6 +52,7 @@ struct balloon {
         struct balloon_stats stats;
         uint64_t stats_seq;
         uint64_t stats_time_ns;
+        int stats_event_fd; /* eventfd signalled after each report (balloon_stats_eventfd) */
         struct balloon_metrics metrics;
         bool discard_error_logged;
 

@@ -7,6 +7,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/eventfd.h>
 
 #include "tidal/event-loop.h"
 #include "tidal/log.h"
@@ -151,6 +152,11 @@ int balloon_new(const struct balloon_options *opts, struct guest_mem *mem, struc
         b = calloc(1, sizeof(*b));
         if (!b)
                 return -ENOMEM;
+        b->stats_event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (b->stats_event_fd < 0) {
+                free(b);
+                return -errno;
+        }
         if (opts)
                 b->opts = *opts;
         else
@@ -175,7 +181,13 @@ void balloon_free(struct balloon *b)
         balloon_flush(b); /* the host gets back what was ballooned, even on the way out */
         event_source_free(b->flush_timer);
         event_source_free(b->stats_timer);
+        close(b->stats_event_fd);
         free(b);
+}
+
+int balloon_stats_eventfd(struct balloon *b)
+{
+        return b->stats_event_fd;
 }
 
 struct virtio_dev *balloon_virtio_dev(struct balloon *b)

@@ -92,3 +92,10 @@ struct balloon_state {
 };
 
 void balloon_get_state(struct balloon *b, struct balloon_state *ret);
+
+/*
+ * An eventfd (non-blocking, owned by the balloon) that becomes readable after each statistics
+ * report, so that the VMM's controller can act on a report as soon as it arrives rather than
+ * on a timer of its own. The reader drains it (eventfd_read) before balloon_get_state().
+ */
+int balloon_stats_eventfd(struct balloon *b);

@@ -8,6 +8,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <sys/eventfd.h>
 
 #include "tidal/event-loop.h"
 #include "tidal/log.h"
@@ -111,6 +112,8 @@ static int handle_stats(struct balloon *b, unsigned idx, const struct virtq_chai
         b->stats_seq++;
         b->stats_time_ns = balloon_now_ns();
         b->metrics.stats_updates++;
+        /* Cannot fail short of a counter at 2^64 - 1; the reader drains it each time. */
+        (void)eventfd_write(b->stats_event_fd, 1);
 
         if (b->stats_held) {
                 r = virtq_push(&b->dev.queues[b->stats_queue], b->stats_head, 0);

@@ -27,14 +27,25 @@ uint64_t controller_next_target(const struct controller_input *in)
          */
         if (want > cur)
                 return cur + MIN(want - cur, CONTROLLER_GROW_MAX);
-        /* Never squeeze a guest on stale figures: it may be too busy to report. */
-        if (cur - want < deadband(cur) || !in->fresh)
+        /*
+         * Never squeeze a guest on stale figures (it may be too busy to report), nor on one low
+         * reading, which may be a blip; once the next report confirms it, the whole gap goes
+         * in one step, so the guest's driver unplugs it in one pass.
+         */
+        if (!controller_wants_less(in) || !in->settled)
                 return cur;
-        /* Half on a first low reading, which may be a blip; the rest once it is confirmed. */
-        step = in->settled ? cur - want : (cur - want) / 2;
-        step = MIN(MAX(step, CONTROLLER_SHRINK_MIN), CONTROLLER_SHRINK_MAX);
-        step = MIN(ALIGN_UP(step, MEM_BLOCK_SIZE), cur - want);
+        step = MIN(cur - want, CONTROLLER_SHRINK_MAX);
         return cur - step;
+}
+
+bool controller_wants_less(const struct controller_input *in)
+{
+        const struct mem_settings *s = in->settings;
+        uint64_t cur = clamp_settings(ALIGN_DOWN(in->target, MEM_BLOCK_SIZE), s);
+        uint64_t want =
+                ALIGN_UP(clamp_settings(mem_with_buffer(in->demand, s->buffer), s), MEM_BLOCK_SIZE);
+
+        return in->fresh && want < cur && cur - want >= deadband(cur);
 }
 
 uint64_t controller_external_target(const struct mem_settings *s, uint64_t bytes)

@@ -13,7 +13,6 @@
 #include "tidal/memory-settings.h"
 
 #define CONTROLLER_DEADBAND_MIN (16ULL << 20) /* or 1/32 of the target, whichever is larger */
-#define CONTROLLER_SHRINK_MIN   (64ULL << 20) /* smallest step down */
 #define CONTROLLER_SHRINK_MAX   (2ULL << 30)  /* largest step down per report */
 #define CONTROLLER_GROW_MAX     (8ULL << 30)  /* largest step up per report */
 
@@ -22,17 +21,19 @@ struct controller_input {
         uint64_t target; /* the current target: what the guest is being moved to */
         uint64_t demand; /* bytes, from demand_estimate() */
         bool fresh;      /* demand comes from a recent report; stale data never shrinks */
-        bool settled;    /* the previous round wanted less too: the low demand is no blip */
+        bool settled;    /* the previous report wanted less too: the low demand is no blip */
 };
 
 /*
- * The next target: clamp(demand * (1 + buffer), minimum, maximum), reached in bounded steps
- * (growing at once up to CONTROLLER_GROW_MAX; shrinking by half the gap, or all of it when
- * `settled`, within [CONTROLLER_SHRINK_MIN, CONTROLLER_SHRINK_MAX]); it does not shrink inside
- * the dead band.
- * Always within [minimum, maximum] and a multiple of MEM_BLOCK_SIZE.
+ * The next target: clamp(demand * (1 + buffer), minimum, maximum). It grows at once (up to
+ * CONTROLLER_GROW_MAX); it shrinks only on fresh statistics, outside the dead band, and once
+ * a second report confirms the low demand (`settled`), then by the whole gap (at most
+ * CONTROLLER_SHRINK_MAX). Always within [minimum, maximum] and a multiple of MEM_BLOCK_SIZE.
  */
 uint64_t controller_next_target(const struct controller_input *in);
+
+/* True if this report, on its own, wants the guest smaller: fresh, below the dead band. */
+bool controller_wants_less(const struct controller_input *in);
 
 /*
  * A target set from outside (the host daemon): clamped to [minimum, maximum] and rounded down

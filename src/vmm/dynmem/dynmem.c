@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
 
 #include "tidal/event-loop.h"
 #include "tidal/log.h"
@@ -17,6 +20,8 @@ struct dynmem {
         struct virtio_mem *vmem;
         uint64_t region;
         struct event_source *timer;
+        struct event_source *stats_src; /* the balloon's statistics eventfd */
+        uint64_t last_round_ns;
 
         struct dynmem_state state;
         struct demand_sample prev; /* the report before the latest one */
@@ -25,7 +30,7 @@ struct dynmem {
         uint64_t overhead;  /* what the guest kernel keeps out of MemTotal */
         bool have_overhead;
         uint64_t last_assigned;         /* assigned one round ago */
-        bool shrinking;                 /* the last round lowered the target */
+        bool low_before;                /* the last report wanted the guest smaller */
         uint64_t last_plugged;          /* virtio-mem's plugged size one round ago */
         unsigned unplug_idle_rounds;    /* rounds it stayed above requested without progress */
         unsigned stall_rounds;          /* rounds virtio-mem moved no block towards requested */
@@ -141,8 +146,11 @@ static void apply(struct dynmem *d, const struct mem_split *split)
         }
 }
 
-/* The controller's next target, or the one last set from outside. */
-static uint64_t next_target(struct dynmem *d, bool fresh)
+/*
+ * The controller's next target, or the one last set from outside. A low reading counts once
+ * per report (rounds without a new one, on the timer, do not confirm it).
+ */
+static uint64_t next_target(struct dynmem *d, bool fresh, bool new_report)
 {
         const struct mem_settings *s = d->settings;
         struct controller_input in = {
@@ -150,14 +158,20 @@ static uint64_t next_target(struct dynmem *d, bool fresh)
                 .target = d->state.target,
                 .demand = d->state.demand,
                 .fresh = fresh,
-                .settled = d->shrinking,
+                .settled = d->low_before && new_report,
         };
+        uint64_t next;
 
         /* Settings may have changed under an external target: keep it inside them. */
         if (d->state.source == DYNMEM_SOURCE_EXTERNAL)
                 return controller_external_target(s, d->state.target);
         /* Until the guest's first report there is nothing to go on: it keeps startup. */
-        return d->state.have_demand ? controller_next_target(&in) : d->state.target;
+        if (!d->state.have_demand)
+                return d->state.target;
+        next = controller_next_target(&in);
+        if (new_report)
+                d->low_before = controller_wants_less(&in);
+        return next;
 }
 
 static void run_round(struct dynmem *d)
@@ -180,8 +194,7 @@ static void run_round(struct dynmem *d)
         d->last_assigned = d->state.assigned;
         d->state.fresh = stats_fresh(&b);
 
-        next = next_target(d, d->state.fresh);
-        d->shrinking = next < d->state.target;
+        next = next_target(d, d->state.fresh, new_report);
         d->state.target = next;
         d->state.status = mem_status_of(d->state.assigned, d->state.demand, s->buffer);
         if (d->vmem)
@@ -193,9 +206,40 @@ static void run_round(struct dynmem *d)
                 d->report_fn(d->report_opaque, &d->state);
 }
 
+static uint64_t now_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void round_now(struct dynmem *d)
+{
+        d->last_round_ns = now_ns();
+        run_round(d);
+}
+
+/* A report: act on it at once, instead of up to a period later. */
+static void stats_arrived(void *opaque, uint32_t events)
+{
+        eventfd_t count;
+
+        (void)eventfd_read(balloon_stats_eventfd(((struct dynmem *)opaque)->balloon), &count);
+        round_now(opaque);
+}
+
+/*
+ * The timer covers a guest that stopped reporting (stale statistics, a stalled virtio-mem
+ * driver, the balloon stepping in): it runs a round only if no report did for a period, so
+ * rounds keep their one-period pace either way.
+ */
 static void timer_fired(void *opaque, uint32_t events)
 {
-        run_round(opaque);
+        struct dynmem *d = opaque;
+
+        if (now_ns() - d->last_round_ns >= DYNMEM_PERIOD_NS * 9 / 10)
+                round_now(d);
 }
 
 int dynmem_new(struct event_loop *loop, const struct mem_settings *settings, struct balloon *b,
@@ -218,6 +262,12 @@ int dynmem_new(struct event_loop *loop, const struct mem_settings *settings, str
         r = event_loop_add_timer(loop, DYNMEM_PERIOD_NS, timer_fired, d, &d->timer);
         if (r < 0)
                 return r;
+        r = event_loop_add_fd(loop, balloon_stats_eventfd(b), EPOLLIN, stats_arrived, d,
+                              &d->stats_src);
+        if (r < 0) {
+                event_source_free(d->timer);
+                return r;
+        }
         *ret = TAKE_PTR(d);
         return 0;
 }
@@ -227,6 +277,7 @@ void dynmem_free(struct dynmem *d)
         if (!d)
                 return;
         event_source_free(d->timer);
+        event_source_free(d->stats_src);
         free(d);
 }
 
@@ -243,7 +294,7 @@ void dynmem_get_state(struct dynmem *d, struct dynmem_state *ret)
 void dynmem_set_source(struct dynmem *d, enum dynmem_source source)
 {
         d->state.source = source;
-        d->shrinking = false; /* the controller's history means nothing after a switch */
+        d->low_before = false; /* the controller's history means nothing after a switch */
 }
 
 int dynmem_set_external_target(struct dynmem *d, uint64_t bytes)

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Dynamic memory for one boot of a guest: once a second, the latest balloon statistics give
- * the demand, the controller a target, and the target is carried out with virtio-mem (above
- * Startup) and the balloon (below it). With the host daemon (tidald) the target comes from it
- * instead of the controller; everything else stays. Runs on the VMM's event loop; every
- * function here must be called on that thread.
+ * Dynamic memory for one boot of a guest: as each balloon statistics report arrives (and at
+ * least once a period), the report gives the demand, the controller a target, and the target is
+ * carried out with virtio-mem (above Startup) and the balloon (below it). With the host daemon
+ * (tidald) the target comes from it instead of the controller; everything else stays. Runs on the
+ * VMM's event loop; every function here must be called on that thread.
  */
 #pragma once
 
@@ -18,7 +18,7 @@ struct event_loop;
 struct virtio_mem;
 struct dynmem;
 
-#define DYNMEM_PERIOD_NS    1000000000ULL /* how often the controller runs */
+#define DYNMEM_PERIOD_NS    1000000000ULL /* longest time between rounds (one per report) */
 #define DYNMEM_STUCK_ROUNDS 5 /* rounds without unplug progress before the balloon steps in */
 #define DYNMEM_NUDGE_ROUNDS 3 /* rounds without virtio-mem progress before it is nudged */
 
