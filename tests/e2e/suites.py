@@ -190,14 +190,16 @@ def rss_kib(pid):
     raise AssertionError("no VmRSS")
 
 
-def wait_until(what, fn, timeout):
+def wait_until(what, fn, timeout, explain=None):
+    """Polls fn until it is true; on timeout fails, with explain() appended when given."""
     deadline = time.monotonic() + timeout
     while True:
         v = fn()
         if v:
             return v
         if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+            raise AssertionError("timed out after %ss waiting for %s%s" % (
+                timeout, what, "; " + explain() if explain else ""))
         time.sleep(0.5)
 
 
@@ -600,6 +602,13 @@ ALL = {f.__name__: f for f in [
     virtio_mem_probe, virtio_mem_unplugged_inaccessible,
 ]}
 
+# Suites in modules of their own, which import the helpers above.
+import suite_memctl  # noqa: E402
+import suite_smartpaging  # noqa: E402
+
+ALL.update({f.__name__: f for f in [suite_memctl.memctl_weights]})
+ALL.update({f.__name__: f for f in [suite_smartpaging.smartpaging_restart]})
+
 SUITES = {
     "boot": ["boot_one_cpu", "boot_two_cpus", "virtio_rng", "reboot_same_process",
              "sigterm_stops", "large_memory_split"],
@@ -607,6 +616,8 @@ SUITES = {
                 "balloon_free_page_reporting", "balloon_hostile_guest"],
     "virtio-mem": ["virtio_mem_probe", "virtio_mem_unplugged_inaccessible"],
     "dynmem": ["dynmem_grow_shrink"],
+    "memctl": ["memctl_weights"],
+    "smartpaging": ["smartpaging_restart"],
 }
 
 # Run on the host before entering the rig (they need no KVM).
