@@ -425,17 +425,27 @@ def grow_by_steps(ctx, g, sock, total_mib, step_mib, held_mib=0):
         # Status OK from a report taken before the step would let the next one outrun tidal.
         wait_fresh_stats(ctx, sock)
         wait_fresh_stats(ctx, sock)
-        wait_status_ok(ctx, sock, "with %d MiB held" % held_mib)
+        wait_status_ok(ctx, sock, "with %d MiB held" % held_mib, g=g)
     return held_mib
 
 
-def wait_status_ok(ctx, sock, what, timeout=120):
+def guest_kernel_log(g, pattern=r"virtio_mem|memory|oom|Out of|page allocation", lines=40):
+    """The guest kernel's messages matching pattern (for a failure message)."""
+    try:
+        rc, out = g.exec("dmesg", timeout=60)
+    except Exception as e:  # the guest may be too far gone to answer
+        return "(no dmesg: %s)" % e
+    return "\n".join([l for l in out if re.search(pattern, l)][-lines:])
+
+
+def wait_status_ok(ctx, sock, what, timeout=120, g=None):
     try:
         wait_until("status OK " + what, lambda: memory_info(ctx, sock)["status"] == "OK", timeout)
     except AssertionError as e:
         info = json.loads(ctx.tidalctl(sock, "info", "--json"))["info"]
-        raise AssertionError("%s; memory: %r; balloon: %r" % (e, info["memory"], {
-            k: v for k, v in info["balloon"].items() if k != "counters"}))
+        raise AssertionError("%s; memory: %r; balloon: %r%s" % (e, info["memory"], {
+            k: v for k, v in info["balloon"].items() if k != "counters"},
+            "\nguest kernel:\n" + guest_kernel_log(g) if g else ""))
 
 
 def dynmem_grow_shrink(ctx):
@@ -487,7 +497,7 @@ def dynmem_grow_shrink(ctx):
             check(m["assigned_bytes"] <= 1 << 30 and m["status"] != "OK",
                   "at maximum: %r" % m)
             ctx.tidalctl(sock, "memory", "maximum=2G")
-            wait_status_ok(ctx, sock, "after raising maximum")
+            wait_status_ok(ctx, sock, "after raising maximum", g=g)
             held = grow_by_steps(ctx, g, sock, 1100, 48, held)
             check(memory_info(ctx, sock)["assigned_bytes"] > 1 << 30, "did not grow past 1 GiB")
         finally:
