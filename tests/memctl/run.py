@@ -596,6 +596,49 @@ def case_out_of_descriptors(d):
         time.sleep(0.2)
 
 
+def case_systemd_activation(d):
+    """As systemd runs it (tidald.socket, Type=notify, WatchdogSec=): socket-activated by
+    systemd-socket-activate, tidald takes the listening socket it is given, says READY=1 and
+    STATUS= on $NOTIFY_SOCKET, pings WATCHDOG=1 within the interval, says STOPPING=1 on
+    SIGTERM, and leaves the socket it did not create in place."""
+    activate = shutil.which("systemd-socket-activate")
+    if not activate:
+        print("  SKIP: no systemd-socket-activate")
+        return
+    workdir = os.path.dirname(d.path)
+    path = os.path.join(workdir, "activated.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(os.path.join(workdir, "notify"))
+    notify.settimeout(DEADLINE)
+    proc = subprocess.Popen([activate, "-l", path,
+                             "-E", "NOTIFY_SOCKET=" + os.path.join(workdir, "notify"),
+                             "-E", "WATCHDOG_USEC=2000000",
+                             d.tidald, "--host-memory", "1G"],
+                            stdout=d.log, stderr=d.log)
+    try:
+        end = time.monotonic() + DEADLINE
+        while not os.path.exists(path):
+            check(time.monotonic() < end and proc.poll() is None, "no activation socket")
+            time.sleep(0.05)
+        # The first connection starts tidald with the socket (LISTEN_FDS=1).
+        check(admin(path, {"cmd": "list"})["ok"], "the activated daemon did not answer")
+        seen = set()
+        while not {"READY", "STATUS", "WATCHDOG"} <= seen:
+            for line in notify.recv(4096).decode().splitlines():
+                seen.add(line.split("=", 1)[0])
+        proc.send_signal(signal.SIGTERM)
+        while "STOPPING" not in seen:
+            for line in notify.recv(4096).decode().splitlines():
+                seen.add(line.split("=", 1)[0])
+        check(proc.wait(timeout=DEADLINE) == 0, "tidald did not exit 0 on SIGTERM")
+        check(os.path.exists(path), "tidald removed the socket systemd owns")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
+
+
 def listed_json(d):
     """`tidalctl --json list` when the test has tidalctl, else the same request over the socket."""
     if d.tidalctl:
@@ -884,6 +927,7 @@ CASES = [
     ("restart_below_minimum", case_restart_below_minimum, "1G", []),
     ("many_clients", case_many_clients, "4G", []),
     ("out_of_descriptors", case_out_of_descriptors, "4G", ["NOFILE"]),
+    ("systemd_activation", case_systemd_activation, "4G", []),
 ]
 
 
