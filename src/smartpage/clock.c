@@ -30,10 +30,10 @@ static void clear(struct pagetab *pt, uint64_t page)
         pt->state[page] = 0;
 }
 
-void pagetab_set_resident(struct pagetab *pt, uint64_t page, bool referenced)
+void pagetab_set_resident(struct pagetab *pt, uint64_t page, uint8_t flags)
 {
         clear(pt, page);
-        pt->state[page] = PG_RESIDENT | (referenced ? PG_REF : 0);
+        pt->state[page] = (uint8_t)(PG_RESIDENT | (flags & (PG_REF | PG_CLEAN | PG_INFILE)));
         pt->resident++;
 }
 
@@ -85,6 +85,11 @@ int clock_pick(struct pagetab *pt, uint64_t want, uint64_t *victims, clock_zap_f
                         pt->hand = 0;
                 if (!(*s & PG_RESIDENT))
                         continue;
+                /* Back at the first victim: a second turn would return the same pages again. */
+                if (found && page == victims[0]) {
+                        pt->hand = page;
+                        break;
+                }
                 if ((*s & (PG_ZAPPED | PG_REF)) == PG_ZAPPED) {
                         victims[found++] = page;
                 } else {

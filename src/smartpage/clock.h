@@ -17,8 +17,18 @@ enum {
         PG_PAGED = 1u << 1,    /* not in the memfd; its contents are in the paging file */
         PG_REF = 1u << 2,      /* accessed since the hand last passed */
         PG_ZAPPED = 1u << 3,   /* resident without page-table entries: an access faults MINOR */
+        /*
+         * Resident and unchanged since it was brought in from its copy, which is the file's
+         * (PG_INFILE) or zeroes: it has been write-protected (userfaultfd WP) all along, so a
+         * write would have raised a WP fault and cleared this. Evicting it needs no write.
+         */
+        PG_CLEAN = 1u << 4,
+        PG_INFILE = 1u << 5, /* with PG_CLEAN: the paging file holds the page's contents */
 };
-/* A page with neither PG_RESIDENT nor PG_PAGED is absent: it reads as zeroes. */
+/*
+ * A page with neither PG_RESIDENT nor PG_PAGED is absent: it reads as zeroes. A resident page
+ * without PG_CLEAN is dirty: it is written to the file when evicted.
+ */
 
 struct pagetab {
         uint8_t *state;
@@ -31,7 +41,8 @@ struct pagetab {
 int pagetab_init(struct pagetab *pt, uint64_t nr_pages);
 void pagetab_done(struct pagetab *pt);
 
-void pagetab_set_resident(struct pagetab *pt, uint64_t page, bool referenced);
+/* flags: PG_REF, PG_CLEAN, PG_INFILE. */
+void pagetab_set_resident(struct pagetab *pt, uint64_t page, uint8_t flags);
 void pagetab_set_paged(struct pagetab *pt, uint64_t page);
 void pagetab_set_absent(struct pagetab *pt, uint64_t page);
 
@@ -41,6 +52,7 @@ typedef int (*clock_zap_fn)(void *ctx, uint64_t first, uint64_t n);
 /*
  * Moves the hand until `want` victims (at most max) are found, zapping the referenced pages it
  * passes. Victims are written to victims[] in the order found (ascending but for one wrap) and
- * are left PG_RESIDENT: the caller evicts them. Returns the count or a negative errno from zap.
+ * are left PG_RESIDENT: the caller evicts them. Each page at most once. Returns the count or a
+ * negative errno from zap.
  */
 int clock_pick(struct pagetab *pt, uint64_t want, uint64_t *victims, clock_zap_fn zap, void *ctx);

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Eviction: victims from the clock are copied through the alias mapping into bounce pages,
- * written to the paging file in one batch, and only then punched out of the memfd. A victim is
- * always a page whose page-table entries are gone (PG_ZAPPED): anything touching it meanwhile
- * waits in a MINOR fault for this thread, so what is written is what the guest last wrote.
+ * Eviction. Victims come from the clock; a victim is always a page whose page-table entries are
+ * gone (PG_ZAPPED): anything touching it meanwhile waits in a MINOR fault for this thread.
+ *  - A clean victim (PG_CLEAN: write-protected since it was brought in, so never written) has its
+ *    copy already, in the file or as zeroes: it is only punched out of the memfd.
+ *  - A dirty one is written to the paging file straight from the alias mapping, and only after
+ *    the write succeeded punched. The writes of one batch go in one
+ *    submission; the last batch before a fault's read is submitted together with that read.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,87 +14,162 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux >= 5.14, as MINOR faults on shmem */
+#endif
+
 #include "smartpage/engine.h"
 #include "tidal/macro.h"
-
-struct run {
-        uint64_t first;   /* page */
-        unsigned slot, n; /* bounce slot of the first page, pages */
-};
 
 static int zap(void *ctx, uint64_t first, uint64_t n)
 {
         struct smartpage *sp = ctx;
 
-        /* Shared shmem: only the page-table entries go; the page stays in the memfd. */
+        /* Shared shmem: only the page-table entries go (a WP one leaves a marker); the page
+         * stays in the memfd. */
         if (madvise(page_addr(sp, first), n * PAGE, MADV_DONTNEED) < 0)
                 return -errno;
         return 0;
 }
 
-static unsigned make_runs(const uint64_t *victims, unsigned n, struct run *runs)
-{
-        unsigned nr = 0;
-
-        for (unsigned i = 0; i < n; i++) {
-                if (nr && runs[nr - 1].first + runs[nr - 1].n == victims[i]) {
-                        runs[nr - 1].n++;
-                        continue;
-                }
-                runs[nr++] = (struct run){.first = victims[i], .slot = i, .n = 1};
-        }
-        return nr;
-}
-
-/* The run is on disk: drop it from RAM. */
-static int drop_run(struct smartpage *sp, const struct run *run)
+static int punch(struct smartpage *sp, uint64_t first, uint64_t n)
 {
         if (fallocate(sp->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                      (off_t)(sp->memfd_off + run->first * PAGE), (off_t)(run->n * PAGE)) < 0)
+                      (off_t)(sp->memfd_off + first * PAGE), (off_t)(n * PAGE)) < 0)
                 return -errno;
-        for (unsigned i = 0; i < run->n; i++)
-                pagetab_set_paged(&sp->pt, run->first + i);
-        sp->count.pages_out += run->n;
         return 0;
 }
 
-/* Writes runs [0, nr) in waves of the queue depth; returns the first error. */
-static int write_runs(struct smartpage *sp, const struct run *runs, unsigned nr)
+/* Pages [first, first + n) left RAM; their copy is in the file, or (clean zero pages) nowhere. */
+static void mark_out(struct smartpage *sp, uint64_t first, uint64_t n)
 {
-        int first_error = 0;
+        for (uint64_t p = first; p < first + n; p++) {
+                uint8_t s = sp->pt.state[p];
 
-        for (unsigned done = 0; done < nr;) {
-                unsigned wave = MIN(nr - done, sp->io.max_reqs);
-                int r = 0;
+                if ((s & PG_CLEAN) && !(s & PG_INFILE))
+                        pagetab_set_absent(&sp->pt, p);
+                else
+                        pagetab_set_paged(&sp->pt, p);
+        }
+        sp->count.pages_out += n;
+}
 
-                for (unsigned i = 0; i < wave && r == 0; i++) {
-                        const struct run *run = &runs[done + i];
+/* Clean victims: punched, contiguous ones together. Dirty ones are compacted to the front. */
+static int drop_clean(struct smartpage *sp, unsigned n, unsigned *nr_dirty)
+{
+        unsigned dirty = 0;
 
-                        memcpy(pageio_slot(&sp->io, run->slot), alias_addr(sp, run->first),
-                               (size_t)run->n * PAGE);
-                        r = pageio_queue(&sp->io, true, run->slot, run->n, run->first * PAGE);
+        for (unsigned i = 0; i < n;) {
+                uint64_t first = sp->victims[i];
+                unsigned k = 1;
+                int r;
+
+                if (!(sp->pt.state[first] & PG_CLEAN)) {
+                        sp->victims[dirty++] = sp->victims[i++];
+                        continue;
                 }
+                while (i + k < n && sp->victims[i + k] == first + k &&
+                       (sp->pt.state[first + k] & PG_CLEAN))
+                        k++;
+                r = punch(sp, first, k);
                 if (r < 0)
                         return r;
-                (void)pageio_wait(&sp->io);
-                /* A run whose write failed is not punched: it stays resident and correct. */
-                for (unsigned i = 0; i < wave; i++) {
-                        r = sp->io.reqs[i].res;
-                        if (r == 0)
-                                r = drop_run(sp, &runs[done + i]);
-                        if (r < 0 && first_error == 0)
-                                first_error = r;
-                }
-                done += wave;
+                mark_out(sp, first, k);
+                i += k;
         }
+        *nr_dirty = dirty;
+        return 0;
+}
+
+/*
+ * Groups dirty victims [from, to) into runs of contiguous pages, at most max_reqs - 1 runs (one
+ * request stays free for a fault's read); returns where it stopped.
+ */
+static unsigned batch_victims(struct smartpage *sp, unsigned from, unsigned to)
+{
+        struct victim_batch *b = &sp->pending;
+        unsigned i;
+
+        for (i = from; i < to; i++) {
+                uint64_t page = sp->victims[i];
+                struct victim_run *last = b->nr ? &b->runs[b->nr - 1] : NULL;
+
+                if (!last || last->first + last->n != page) {
+                        if (b->nr + 1 >= sp->io.max_reqs)
+                                break;
+                        last = &b->runs[b->nr++];
+                        *last = (struct victim_run){.first = page};
+                }
+                last->n++;
+                b->pages++;
+        }
+        return i;
+}
+
+/*
+ * Queues the runs' writes straight from the alias mapping: no copy. Its page-table entries are
+ * filled first, with one call per run, rather than by a fault per page in the kernel's copy.
+ * Nobody writes these pages meanwhile: they are zapped in the region, and punched only after.
+ */
+static int submit_runs(struct smartpage *sp)
+{
+        for (unsigned i = 0; i < sp->pending.nr; i++) {
+                struct victim_run *run = &sp->pending.runs[i];
+                int r;
+
+                (void)madvise(alias_addr(sp, run->first), (size_t)run->n * PAGE,
+                              MADV_POPULATE_READ);
+                run->req = sp->io.nr_reqs;
+                r = pageio_queue_write_from(&sp->io, alias_addr(sp, run->first), run->n,
+                                            run->first * PAGE);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int engine_evict_complete(struct smartpage *sp)
+{
+        struct victim_batch *b = &sp->pending;
+        int first_error = 0;
+
+        for (unsigned i = 0; i < b->nr; i++) {
+                const struct victim_run *run = &b->runs[i];
+                int r = sp->io.reqs[run->req].res;
+
+                /* A run whose write failed is not punched: it stays resident and correct. */
+                if (r == 0)
+                        r = punch(sp, run->first, run->n);
+                if (r == 0) {
+                        for (unsigned k = 0; k < run->n; k++)
+                                sp->pt.state[run->first + k] &= (uint8_t)~PG_CLEAN;
+                        mark_out(sp, run->first, run->n);
+                        sp->count.pages_written += run->n;
+                }
+                if (r < 0 && first_error == 0)
+                        first_error = r;
+        }
+        *b = (struct victim_batch){0};
         return first_error;
 }
 
-static int evict(struct smartpage *sp, uint64_t want)
+/* Submits and completes what is queued (victims' writes only). */
+static int flush_pending(struct smartpage *sp)
 {
-        struct run runs[NR_SLOTS];
-        unsigned nr;
-        int n;
+        if (sp->pending.nr == 0)
+                return 0;
+        (void)engine_io_wait(sp);
+        return engine_evict_complete(sp);
+}
+
+/*
+ * Picks up to `want` victims, drops the clean ones and queues the writes of the dirty ones,
+ * whose pages stay resident until engine_evict_complete().
+ */
+static int evict_queue(struct smartpage *sp, uint64_t want)
+{
+        unsigned dirty;
+        int n, r;
 
         want = MIN(want, (uint64_t)NR_SLOTS);
         n = clock_pick(&sp->pt, want, sp->victims, zap, sp);
@@ -99,24 +177,81 @@ static int evict(struct smartpage *sp, uint64_t want)
                 return n;
         if (n == 0)
                 return -ENOMEM; /* nothing resident to evict: the limit cannot be met */
-        nr = make_runs(sp->victims, (unsigned)n, runs);
-        return write_runs(sp, runs, nr);
+        r = drop_clean(sp, (unsigned)n, &dirty);
+        if (r < 0)
+                return r;
+        /* Scattered victims can make more runs than requests: write full batches first. */
+        for (unsigned done = 0; done < dirty;) {
+                if (sp->pending.nr) {
+                        r = submit_runs(sp);
+                        if (r == 0)
+                                r = flush_pending(sp);
+                        if (r < 0)
+                                return r;
+                }
+                done = batch_victims(sp, done, dirty);
+        }
+        return submit_runs(sp);
 }
 
-int engine_make_room(struct smartpage *sp, uint64_t need)
+static uint64_t excess(const struct smartpage *sp, uint64_t need)
+{
+        uint64_t resident = sp->pt.resident - sp->pending.pages;
+
+        return resident + need > sp->limit_pages ? resident + need - sp->limit_pages : 0;
+}
+
+int engine_make_room_queued(struct smartpage *sp, uint64_t need)
 {
         if (sp->error)
                 return sp->error;
         if (sp->finishing)
                 return 0; /* reading everything back: the limit no longer holds */
-        while (sp->pt.resident + need > sp->limit_pages) {
-                uint64_t excess = sp->pt.resident + need - sp->limit_pages;
-                int r = evict(sp, MAX(excess, (uint64_t)EVICT_BATCH));
+        for (uint64_t over; (over = excess(sp, need)) > 0;) {
+                int r = flush_pending(sp);
 
+                if (r == 0)
+                        r = evict_queue(sp, MAX(over, (uint64_t)EVICT_BATCH));
                 if (r < 0) {
                         engine_fail(sp, r, "cannot evict pages to the paging file");
                         return r;
                 }
         }
         return 0;
+}
+
+int engine_make_room(struct smartpage *sp, uint64_t need)
+{
+        int r = engine_make_room_queued(sp, need);
+
+        if (r == 0)
+                r = flush_pending(sp);
+        if (r < 0) {
+                engine_fail(sp, r, "cannot evict pages to the paging file");
+                return r;
+        }
+        return 0;
+}
+
+uint64_t engine_pool_pages(const struct smartpage *sp)
+{
+        return MIN((uint64_t)POOL_PAGES, sp->limit_pages / 4);
+}
+
+bool engine_pool_low(const struct smartpage *sp)
+{
+        return !sp->error && !sp->finishing && !sp->finished &&
+               sp->pt.resident + engine_pool_pages(sp) > sp->limit_pages;
+}
+
+bool engine_evict_ahead(struct smartpage *sp)
+{
+        uint64_t free_room;
+
+        if (!engine_pool_low(sp))
+                return false;
+        /* One batch at a time: a fault that arrives meanwhile waits for one batch at most. */
+        free_room = sp->pt.resident < sp->limit_pages ? sp->limit_pages - sp->pt.resident : 0;
+        (void)engine_make_room(sp, MIN(free_room + EVICT_BATCH, engine_pool_pages(sp)));
+        return true;
 }

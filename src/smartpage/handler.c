@@ -27,63 +27,86 @@ void engine_poke(struct smartpage *sp)
 }
 
 /* An access to a resident page whose entries the clock zapped: the reference bit. */
-static void minor_fault(struct smartpage *sp, uint64_t page)
+static void minor_fault(struct smartpage *sp, uint64_t page, bool write)
 {
-        uint8_t *s = &sp->pt.state[page];
         int r;
 
         sp->count.minor_faults++;
-        if (!(*s & PG_RESIDENT)) {
+        if (!(sp->pt.state[page] & PG_RESIDENT)) {
                 /* Evicted while the access waited, or discarded: bring it in. */
-                (void)engine_page_in(sp, page);
+                (void)engine_page_in(sp, page, write);
                 return;
         }
-        *s = (uint8_t)((*s | PG_REF) & ~PG_ZAPPED);
-        r = uffd_continue(sp->uffd, page_addr(sp, page), PAGE);
-        if (r == -EEXIST) /* mapped meanwhile: another thread's fault on it came first */
-                r = uffd_wake(sp->uffd, page_addr(sp, page), PAGE);
+        r = engine_remap(sp, page, write);
         if (r == -ENOENT || r == -EFAULT) {
                 /* Gone from the memfd behind our back (punched by the VMM): it is zeroes. */
                 pagetab_set_absent(&sp->pt, page);
-                (void)engine_page_in(sp, page);
+                (void)engine_page_in(sp, page, write);
                 return;
         }
         if (r < 0)
                 engine_fail(sp, r, "cannot map a resident page again");
 }
 
-static void missing_fault(struct smartpage *sp, uint64_t page)
+static void missing_fault(struct smartpage *sp, uint64_t page, bool write)
 {
+        uint8_t *s = &sp->pt.state[page];
         int r;
 
-        if (!(sp->pt.state[page] & PG_RESIDENT)) {
-                (void)engine_page_in(sp, page);
+        if (!(*s & PG_RESIDENT)) {
+                (void)engine_page_in(sp, page, write);
                 return;
         }
         /*
          * Counted resident but missing: a message queued before the copy that resolved it
-         * (EEXIST), or a page punched behind our back, which is zeroes.
+         * (EEXIST), or a page punched behind our back, which is zeroes, mapped writable now.
          */
         r = uffd_zeropage(sp->uffd, page_addr(sp, page), PAGE);
+        if (r == 0)
+                *s &= (uint8_t) ~(PG_CLEAN | PG_INFILE);
         if (r == -EEXIST)
                 r = uffd_wake(sp->uffd, page_addr(sp, page), PAGE);
         if (r < 0)
                 engine_fail(sp, r, "cannot resolve a fault on a resident page");
 }
 
+/*
+ * A write to a clean page: from now on it is dirty, and written to the file when evicted.
+ * Marked before the protection goes, so no write can land unrecorded. If the page was evicted
+ * while the fault waited (it was not written: the writer waits here), it is only woken: its
+ * retry faults again and brings the page in.
+ */
+static void wp_fault(struct smartpage *sp, uint64_t page)
+{
+        uint8_t *s = &sp->pt.state[page];
+        int r;
+
+        sp->count.wp_faults++;
+        if (*s & PG_RESIDENT)
+                *s = (uint8_t)((*s | PG_REF) & ~(PG_CLEAN | PG_INFILE));
+        r = uffd_writeprotect(sp->uffd, page_addr(sp, page), PAGE, false);
+        if (r < 0)
+                r = uffd_wake(sp->uffd, page_addr(sp, page), PAGE);
+        if (r < 0)
+                engine_fail(sp, r, "cannot remove the write protection of a page");
+}
+
 static void handle_msg(struct smartpage *sp, const struct uffd_msg *msg)
 {
-        uint64_t addr = msg->arg.pagefault.address, page;
+        uint64_t addr = msg->arg.pagefault.address, flags = msg->arg.pagefault.flags, page;
+        bool write = flags & UFFD_PAGEFAULT_FLAG_WRITE;
 
         if (msg->event != UFFD_EVENT_PAGEFAULT)
                 return;
         if (addr < (uintptr_t)sp->region || addr - (uintptr_t)sp->region >= sp->len)
                 return;
         page = (addr - (uintptr_t)sp->region) / PAGE;
-        if (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR)
-                minor_fault(sp, page);
+        if (flags & UFFD_PAGEFAULT_FLAG_WP)
+                wp_fault(sp, page);
+        else if (flags & UFFD_PAGEFAULT_FLAG_MINOR)
+                minor_fault(sp, page, write);
         else
-                missing_fault(sp, page);
+                missing_fault(sp, page, write);
 }
 
 static int read_msgs(struct smartpage *sp)
@@ -128,8 +151,8 @@ static void drain(int fd)
         (void)!read(fd, &v, sizeof(v));
 }
 
-/* One round under the lock. */
-static void round_locked(struct smartpage *sp)
+/* One round under the lock; idle: no fault was waiting when it began. */
+static void round_locked(struct smartpage *sp, bool idle)
 {
         int r;
 
@@ -144,6 +167,9 @@ static void round_locked(struct smartpage *sp)
                 engine_fail(sp, r, "cannot read userfaultfd");
         if (sp->finishing && !sp->error)
                 finish_step(sp);
+        /* Nobody waits: make room now, so that the next fault's read does not wait for it. */
+        if (idle)
+                (void)engine_evict_ahead(sp);
 }
 
 void *engine_thread(void *arg)
@@ -158,13 +184,13 @@ void *engine_thread(void *arg)
                 bool busy;
 
                 pthread_mutex_lock(&sp->lock);
-                busy = sp->finishing && !sp->finished && !sp->error;
+                busy = (sp->finishing && !sp->finished && !sp->error) || engine_pool_low(sp);
                 if (sp->stop) {
                         pthread_mutex_unlock(&sp->lock);
                         break;
                 }
                 pthread_mutex_unlock(&sp->lock);
-                /* While reading back, faults are checked between chunks, not waited for. */
+                /* While reading back or evicting ahead, faults are checked between steps. */
                 if (poll(fds, 2, busy ? 0 : -1) < 0 && errno != EINTR) {
                         int r = -errno;
 
@@ -174,7 +200,7 @@ void *engine_thread(void *arg)
                         break;
                 }
                 pthread_mutex_lock(&sp->lock);
-                round_locked(sp);
+                round_locked(sp, !(fds[0].revents & POLLIN));
                 pthread_mutex_unlock(&sp->lock);
         }
         return NULL;

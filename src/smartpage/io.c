@@ -49,36 +49,65 @@ void pageio_done(struct pageio *io)
         io->fd = -1;
 }
 
-int pageio_queue(struct pageio *io, bool write, unsigned slot, unsigned npages, uint64_t file_off)
+static struct io_uring_sqe *new_req(struct pageio *io, bool write, unsigned slot, unsigned npages,
+                                    uint64_t file_off)
 {
         struct io_uring_sqe *sqe;
-        struct pageio_req *req;
         unsigned idx = io->nr_reqs;
 
         if (idx >= io->max_reqs)
-                return -ENOSPC;
-        if (npages == 0 || slot > io->nr_slots || npages > io->nr_slots - slot)
-                return -EINVAL;
+                return NULL;
         sqe = io_uring_get_sqe(&io->ring);
         if (!sqe)
-                return -EBUSY;
-        req = &io->reqs[idx];
-        *req = (struct pageio_req){
+                return NULL;
+        io->reqs[idx] = (struct pageio_req){
                 .file_off = file_off,
                 .slot = slot,
                 .npages = npages,
                 .write = write,
                 .res = 1,
         };
+        io_uring_sqe_set_data64(sqe, idx);
+        io->nr_reqs++;
+        return sqe;
+}
+
+int pageio_queue(struct pageio *io, bool write, unsigned slot, unsigned npages, uint64_t file_off)
+{
+        struct io_uring_sqe *sqe;
+
+        if (npages == 0 || slot > io->nr_slots || npages > io->nr_slots - slot)
+                return -EINVAL;
+        sqe = new_req(io, write, slot, npages, file_off);
+        if (!sqe)
+                return -ENOSPC;
         if (write)
                 io_uring_prep_write_fixed(sqe, io->fd, pageio_slot(io, slot), npages * PAGE,
                                           file_off, 0);
         else
                 io_uring_prep_read_fixed(sqe, io->fd, pageio_slot(io, slot), npages * PAGE,
                                          file_off, 0);
-        io_uring_sqe_set_data64(sqe, idx);
-        io->nr_reqs++;
         return 0;
+}
+
+int pageio_queue_write_from(struct pageio *io, const void *buf, unsigned npages, uint64_t file_off)
+{
+        struct io_uring_sqe *sqe;
+
+        if (npages == 0)
+                return -EINVAL;
+        sqe = new_req(io, true, 0, npages, file_off);
+        if (!sqe)
+                return -ENOSPC;
+        io_uring_prep_write(sqe, io->fd, buf, npages * PAGE, file_off);
+        return 0;
+}
+
+int pageio_submit(struct pageio *io)
+{
+        int r = io_uring_submit(&io->ring);
+
+        return r < 0 ? r : 0;
 }
 
 static int completion_result(const struct pageio_req *req, int res)

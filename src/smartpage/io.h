@@ -12,7 +12,7 @@
 
 struct pageio_req {
         uint64_t file_off;
-        unsigned slot;   /* first bounce page */
+        unsigned slot;   /* first bounce page (fixed buffer requests) */
         unsigned npages; /* pages in the run */
         bool write;
         int res; /* after pageio_wait(): 0 or a negative errno (-EIO/-ENOSPC if short) */
@@ -38,6 +38,10 @@ static inline uint8_t *pageio_slot(struct pageio *io, unsigned slot)
 
 /* Queues a request; -ENOSPC when max_reqs are already queued (wait first). */
 int pageio_queue(struct pageio *io, bool write, unsigned slot, unsigned npages, uint64_t file_off);
+/* Queues a write of npages from buf (page aligned, not the bounce area) to the file. */
+int pageio_queue_write_from(struct pageio *io, const void *buf, unsigned npages, uint64_t file_off);
+/* Submits what is queued without waiting: pageio_wait() later waits for it too. */
+int pageio_submit(struct pageio *io);
 /* Submits what is queued, waits for every completion; returns the first error, results in
  * io->reqs[0..nr_reqs). The requests stay readable until the next pageio_queue after it. */
 int pageio_wait(struct pageio *io);

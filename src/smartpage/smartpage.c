@@ -40,7 +40,7 @@ static int count_resident(struct smartpage *sp)
                 hole = MIN(hole, end);
                 for (uint64_t p = ((uint64_t)data - sp->memfd_off) / PAGE;
                      p < ALIGN_UP((uint64_t)hole - sp->memfd_off, (uint64_t)PAGE) / PAGE; p++)
-                        pagetab_set_resident(&sp->pt, p, false);
+                        pagetab_set_resident(&sp->pt, p, 0); /* dirty: not in the file */
                 pos = hole;
         }
         return 0;
@@ -54,7 +54,7 @@ static int open_fds(struct smartpage *sp)
         sp->error_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (sp->error_fd < 0)
                 return -errno;
-        return uffd_open(&sp->uffd);
+        return uffd_open(&sp->uffd, &sp->wp);
 }
 
 static int setup(struct smartpage *sp, const struct smartpage_options *o)
@@ -82,19 +82,28 @@ static int setup(struct smartpage *sp, const struct smartpage_options *o)
         r = paging_file_create(&sp->file, o->dir, o->name, sp->len);
         if (r < 0)
                 return r;
-        r = pageio_init(&sp->io, sp->file.fd, qd, NR_SLOTS);
+        r = pageio_init(&sp->io, sp->file.fd, qd, BOUNCE_SLOTS);
         if (r < 0)
                 return r;
         /* Pages are paged one by one: no new huge pages while paging (see docs). */
         (void)madvise(sp->region, sp->len, MADV_NOHUGEPAGE);
-        r = uffd_register(sp->uffd, sp->region, sp->len);
+        r = uffd_register(sp->uffd, sp->region, sp->len, sp->wp);
+        if (sp->wp && (r == -EINVAL || r == -EOPNOTSUPP)) {
+                /* WP together with MINOR refused on this kernel: page without clean tracking. */
+                sp->wp = false;
+                r = uffd_register(sp->uffd, sp->region, sp->len, false);
+        }
         if (r < 0)
                 return r;
+        sp->continue_wp = sp->wp;
+        if (!sp->wp)
+                log_info("smart paging: no userfaultfd write-protect on shmem here: every "
+                         "evicted page is written");
         sp->registered = true;
         sp->start_ns = now_ns();
-        /* Down to the limit before anything runs on. */
+        /* Down to the limit, with the free pool, before anything runs on. */
         pthread_mutex_lock(&sp->lock);
-        r = engine_make_room(sp, 0);
+        r = engine_make_room(sp, engine_pool_pages(sp));
         pthread_mutex_unlock(&sp->lock);
         if (r < 0)
                 return r;
@@ -220,9 +229,9 @@ int smartpage_finish(struct smartpage *sp)
         if (r < 0)
                 log_warn_errno(r, "smart paging: cannot remove the paging file");
         smartpage_get_stats(sp, &st);
-        log_info("smart paging ended after %" PRIu64 " ms: %" PRIu64 " pages out, %" PRIu64
-                 " in, %" PRIu64 " discarded",
-                 st.active_ms, st.pages_out, st.pages_in, st.discarded);
+        log_info("smart paging ended after %" PRIu64 " ms: %" PRIu64 " pages out (%" PRIu64
+                 " written, the others clean), %" PRIu64 " in, %" PRIu64 " discarded",
+                 st.active_ms, st.pages_out, sp->count.pages_written, st.pages_in, st.discarded);
         return 0;
 }
 

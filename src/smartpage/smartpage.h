@@ -5,7 +5,8 @@
  * (docs/smart-paging.md).
  *
  * The region must be a MAP_SHARED mapping of a memfd (shmem), as guest RAM is. The engine
- * registers it with userfaultfd (MISSING and MINOR modes) and runs one handler thread that
+ * registers it with userfaultfd (MISSING, MINOR and, where the kernel has it, WP modes: pages
+ * read back and not written since are evicted without a write) and runs one handler thread that
  * resolves faults, reading pages from the paging file through io_uring, and evicts pages chosen
  * by a clock whose reference bits come from MINOR faults. Faults raised by KVM on behalf of the
  * guest are handled like faults of any thread of the process.

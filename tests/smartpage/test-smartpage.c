@@ -3,8 +3,9 @@
  * The smart paging engine on a plain memfd region, no KVM: access patterns from another thread
  * with a resident budget of 25 % and 50 %, every page's contents checked across eviction and
  * read-back, the limit sampled throughout, the clock against hot/cold traffic, discards, the end
- * of paging, a full disk and stale files. Needs userfaultfd (root or /dev/userfaultfd): exits 77
- * (skipped) without it.
+ * of paging, a full disk, stale files, and clean-page tracking (no write lost, clean pages
+ * dropped without a write), with and without UFFDIO_CONTINUE_MODE_WP. Needs userfaultfd (root or
+ * /dev/userfaultfd): exits 77 (skipped) without it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,7 @@
 
 #include <cmocka.h>
 
+#include "smartpage/engine.h" /* to count writes, and to force the Linux < 6.4 path */
 #include "smartpage/smartpage.h"
 #include "smartpage/uffd.h"
 #include "tidal/macro.h"
@@ -352,6 +354,119 @@ static void hot_cold_25(void **state)
         fixture_done(&f, true);
 }
 
+static uint64_t pages_written(struct fixture *f)
+{
+        uint64_t n;
+
+        pthread_mutex_lock(&f->sp->lock);
+        n = f->sp->count.pages_written;
+        pthread_mutex_unlock(&f->sp->lock);
+        return n;
+}
+
+/* Lowers the limit to its minimum and waits until the engine is down to it: evicts nearly all. */
+static void evict_nearly_all(struct fixture *f)
+{
+        struct smartpage_stats st;
+
+        assert_int_equal(smartpage_set_limit(f->sp, 64 * PAGE), 0);
+        do {
+                usleep(1000);
+                smartpage_get_stats(f->sp, &st);
+        } while (st.limit_bytes != 64 * PAGE || st.resident_bytes > 64 * PAGE);
+        assert_int_equal(st.error, 0);
+        assert_int_equal(smartpage_set_limit(f->sp, f->limit), 0);
+}
+
+/*
+ * Clean-page tracking must never lose a write. Pages are paged in by reads (the faulting page
+ * and its read-ahead neighbours come in write-protected, clean), some are re-sampled by the
+ * clock (MINOR faults map them again), then written in every way a page can be: the page a read
+ * brought in, a read-ahead neighbour never read, a never-written zero page, a page written at
+ * its first touch. Then nearly everything is evicted and read back: a write the engine missed
+ * would come back as the old contents. Clean pages must be dropped without a write.
+ */
+static void clean_tracking(bool continue_wp)
+{
+        struct fixture f;
+        uint64_t written0, resident0, bad = 0, zero_from = NR_PAGES - NR_PAGES / 8;
+        struct smartpage_stats st;
+
+        fixture_init(&f, NULL);
+        /* The last eighth is never written before paging: zero pages. */
+        for (uint64_t p = 0; p < zero_from; p++) {
+                f.gen[p] = 1;
+                fill(f.view + p * PAGE, p, 1);
+        }
+        assert_int_equal(fixture_start(&f, REGION / 4, SMARTPAGE_DEFAULT_READAHEAD), 0);
+        if (!continue_wp) { /* as on Linux < 6.4: clean pages are mapped again by copy */
+                pthread_mutex_lock(&f.sp->lock);
+                f.sp->continue_wp = false;
+                pthread_mutex_unlock(&f.sp->lock);
+        }
+        smartpage_get_stats(f.sp, &st);
+        resident0 = st.resident_bytes / PAGE;
+        written0 = pages_written(&f);
+        /* A read-only pass: only what was resident (dirty) at start may be written. */
+        for (uint64_t p = 0; p < NR_PAGES; p++)
+                bad += !check(f.region + p * PAGE, p, f.gen[p]);
+        assert_int_equal(bad, 0);
+        assert_true(pages_written(&f) - written0 <= resident0);
+        smartpage_get_stats(f.sp, &st);
+        assert_true(st.pages_out - written0 > NR_PAGES / 2); /* most were dropped clean */
+        /* Writes after page-in, in every way: */
+        for (uint64_t p = 0; p < NR_PAGES; p++) {
+                switch (p % 4) {
+                case 0: /* read (a fault, or mapped by read-ahead), then written */
+                        bad += !check(f.region + p * PAGE, p, f.gen[p]);
+                        fill(f.region + p * PAGE, p, ++f.gen[p]);
+                        break;
+                case 1: /* written without being read: a read-ahead neighbour, or a fault */
+                        fill(f.region + p * PAGE, p, ++f.gen[p]);
+                        break;
+                case 2: /* only read: stays clean */
+                        bad += !check(f.region + p * PAGE, p, f.gen[p]);
+                        break;
+                default: /* one word written after a read */
+                        bad += !check(f.region + p * PAGE, p, f.gen[p]);
+                        ((volatile uint64_t *)(f.region + p * PAGE))[7] ^= 1;
+                        ((volatile uint64_t *)(f.region + p * PAGE))[7] ^= 1;
+                        fill(f.region + p * PAGE, p, ++f.gen[p]);
+                        break;
+                }
+        }
+        assert_int_equal(bad, 0);
+        /* Sampled by the clock, then written again: MINOR faults on clean and dirty pages. */
+        evict_nearly_all(&f);
+        for (uint64_t p = 0; p < NR_PAGES; p += 3) {
+                bad += !check(f.region + p * PAGE, p, f.gen[p]);
+                if (p % 2)
+                        fill(f.region + p * PAGE, p, ++f.gen[p]);
+        }
+        assert_int_equal(bad, 0);
+        evict_nearly_all(&f);
+        for (uint64_t p = 0; p < NR_PAGES; p++)
+                bad += !check(f.region + p * PAGE, p, f.gen[p]);
+        assert_int_equal(bad, 0);
+        smartpage_get_stats(f.sp, &st);
+        assert_int_equal(st.error, 0);
+        printf("# clean tracking: %" PRIu64 " pages out, %" PRIu64 " written, %" PRIu64
+               " minor faults\n",
+               st.pages_out, pages_written(&f), st.minor_faults);
+        finish_and_check(&f);
+        fixture_done(&f, true);
+}
+
+static void clean_tracking_continue_wp(void **state)
+{
+        clean_tracking(true);
+}
+
+static void clean_tracking_remap_by_copy(void **state)
+{
+        clean_tracking(false);
+}
+
 /* Discarded pages are dropped from the file without being read, and read back as zeroes. */
 static void discard_skips_read(void **state)
 {
@@ -536,13 +651,21 @@ static void bad_arguments(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(sequential_25), cmocka_unit_test(sequential_50),
-                cmocka_unit_test(random_25),     cmocka_unit_test(random_50),
-                cmocka_unit_test(hot_cold_25),   cmocka_unit_test(discard_skips_read),
-                cmocka_unit_test(lower_limit),   cmocka_unit_test(disk_full),
-                cmocka_unit_test(stale_file),    cmocka_unit_test(bad_arguments),
+                cmocka_unit_test(sequential_25),
+                cmocka_unit_test(sequential_50),
+                cmocka_unit_test(random_25),
+                cmocka_unit_test(random_50),
+                cmocka_unit_test(hot_cold_25),
+                cmocka_unit_test(discard_skips_read),
+                cmocka_unit_test(lower_limit),
+                cmocka_unit_test(disk_full),
+                cmocka_unit_test(stale_file),
+                cmocka_unit_test(bad_arguments),
+                cmocka_unit_test(clean_tracking_continue_wp),
+                cmocka_unit_test(clean_tracking_remap_by_copy),
         };
-        int uffd, r = uffd_open(&uffd);
+        bool wp = false;
+        int uffd, r = uffd_open(&uffd, &wp);
 
         if (r < 0) {
                 printf("skipping: userfaultfd with MINOR faults on shmem is not available here: "
@@ -551,5 +674,7 @@ int main(void)
                 return 77;
         }
         close(uffd);
+        if (!wp)
+                printf("# no userfaultfd write-protect on shmem: every page is dirty\n");
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
