@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,6 +302,80 @@ static void cmd_tryalloc(const char *arg)
                 printf("OK tryalloc %zu\n", mib);
 }
 
+/* A value no page of zeroes or of another position holds: 64-bit words, position-dependent. */
+static uint64_t pattern_word(size_t word, unsigned pass)
+{
+        uint64_t x = ((uint64_t)word + 1) * 0x9e3779b97f4a7c15ULL;
+
+        return x ^ ((uint64_t)pass << 56) ^ 0x5a5a5a5a00000000ULL;
+}
+
+/* Fills @p with the pattern, then checks it; the first bad word's index, or -1. */
+static long pattern_pass(uint64_t *p, size_t words, unsigned pass)
+{
+        for (size_t i = 0; i < words; i++)
+                p[i] = pattern_word(i, pass);
+        for (size_t i = 0; i < words; i++)
+                if (p[i] != pattern_word(i, pass))
+                        return (long)i;
+        return -1;
+}
+
+/*
+ * Writes a position-dependent pattern over @arg MiB (every 64-bit word) and reads it all back,
+ * twice (the second pass after the whole first one, so pages written early are read after
+ * later ones may have pushed them out), in a child so that an OOM kill hits it, not init.
+ */
+static void cmd_pattern(const char *arg)
+{
+        size_t mib;
+        pid_t pid;
+        int status;
+
+        if (parse_mib(arg, &mib) < 0) {
+                reply_err("pattern", "bad size");
+                return;
+        }
+        fflush(NULL);
+        pid = fork();
+        if (pid < 0) {
+                reply_err("pattern", "fork: %s", strerror(errno));
+                return;
+        }
+        if (pid == 0) {
+                size_t words = mib * MIB / sizeof(uint64_t);
+                uint64_t *p = mmap(NULL, mib * MIB, PROT_READ | PROT_WRITE,
+                                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+                if (p == MAP_FAILED)
+                        _exit(2);
+                for (unsigned pass = 0; pass < 2; pass++) {
+                        long bad = pattern_pass(p, words, pass);
+                        if (bad >= 0) {
+                                printf("PATTERN bad word at byte %ld: %llx, expected %llx\n",
+                                       bad * 8L, (unsigned long long)p[bad],
+                                       (unsigned long long)pattern_word((size_t)bad, pass));
+                                fflush(stdout);
+                                _exit(1);
+                        }
+                }
+                _exit(0);
+        }
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR) {
+                        reply_err("pattern", "waitpid: %s", strerror(errno));
+                        return;
+                }
+        if (WIFSIGNALED(status))
+                reply_err("pattern", "killed by signal %d", WTERMSIG(status));
+        else if (WEXITSTATUS(status) == 1)
+                reply_err("pattern", "memory read back differs from what was written");
+        else if (WEXITSTATUS(status) != 0)
+                reply_err("pattern", "mmap failed");
+        else
+                printf("OK pattern %zu\n", mib);
+}
+
 /* Release @len bytes, newest chunks first (the tail of a chunk if partial). */
 static void release_bytes(size_t len)
 {
@@ -564,6 +639,8 @@ static void dispatch(char *line)
                 cmd_tryalloc(arg);
         else if (strcmp(verb, "free") == 0)
                 cmd_free(arg);
+        else if (strcmp(verb, "pattern") == 0)
+                cmd_pattern(arg);
         else if (strcmp(verb, "pagecache") == 0)
                 cmd_pagecache(arg);
         else if (strcmp(verb, "dropcache") == 0)

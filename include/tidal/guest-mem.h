@@ -44,6 +44,14 @@ struct guest_mem {
         unsigned nr_regions;
         struct guest_mem_region regions[GUEST_MEM_MAX_REGIONS];
         struct guest_mem_hotplug hotplug;
+        /*
+         * While smart paging runs over boot RAM (src/vmm/vm-smartpage.c): told of every discard
+         * inside boot RAM (memfd offset, length) before the pages are punched, so that pages in
+         * the paging file are dropped instead of read back. NULL otherwise. Set and cleared on
+         * the thread that discards (the event loop's).
+         */
+        void (*on_discard)(void *opaque, uint64_t fd_offset, uint64_t len);
+        void *on_discard_opaque;
 };
 
 /*

@@ -2,10 +2,12 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/un.h>
 
+#include "smartpage/smartpage.h"
 #include "tidal/macro.h"
 #include "tidal/memctl-proto.h"
 #include "tidal/parse.h"
@@ -25,6 +27,7 @@ enum {
         OPT_BALLOON,
         OPT_MEMCTL_SOCKET,
         OPT_NO_MEMCTL,
+        OPT_SMART_PAGING_DIR,
 };
 
 static const struct option run_options[] = {
@@ -39,6 +42,7 @@ static const struct option run_options[] = {
         {"balloon", required_argument, NULL, OPT_BALLOON},
         {"memctl-socket", required_argument, NULL, OPT_MEMCTL_SOCKET},
         {"no-memctl", no_argument, NULL, OPT_NO_MEMCTL},
+        {"smart-paging-dir", required_argument, NULL, OPT_SMART_PAGING_DIR},
         {"help", no_argument, NULL, 'h'},
         {},
 };
@@ -68,6 +72,8 @@ void cli_print_help(FILE *f)
               "                       answer); default: " MEMCTL_SOCKET_DEFAULT " if tidald\n"
               "                       listens there, else run standalone\n"
               "  --no-memctl          do not use tidald: the standalone controller decides\n"
+              "  --smart-paging-dir DIR  paging files for a restart with a partial grant\n"
+              "                       (default: " SMARTPAGE_DEFAULT_DIR ")\n"
               "  -h, --help           show this help\n"
               "\n"
               "Exit status: 0 when the guest powers off or tidal is stopped by SIGTERM/SIGINT,\n"
@@ -366,6 +372,11 @@ static int parse_run_option(int opt, const char *arg, uint64_t host_memory, stru
                 if (cfg->memctl == MEMCTL_MODE_SOCKET)
                         return fail(err, err_size, "--no-memctl and --memctl-socket conflict");
                 cfg->memctl = MEMCTL_MODE_OFF;
+                return 0;
+        case OPT_SMART_PAGING_DIR:
+                if (arg[0] == '\0' || strlen(arg) >= PATH_MAX)
+                        return fail(err, err_size, "--smart-paging-dir: empty or too long path");
+                cfg->smart_paging_dir = arg;
                 return 0;
         default:
                 return fail(err, err_size, "unknown option (see tidal --help)");

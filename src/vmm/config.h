@@ -40,7 +40,8 @@ struct vm_config {
         const char *serial_path;
         const char *api_socket; /* NULL: the default path for the name; "none": no socket */
         enum memctl_mode memctl;
-        const char *memctl_socket; /* MEMCTL_MODE_SOCKET: the daemon's socket */
+        const char *memctl_socket;    /* MEMCTL_MODE_SOCKET: the daemon's socket */
+        const char *smart_paging_dir; /* paging files (docs/smart-paging.md); NULL: default */
         struct {
                 bool enabled;
                 bool deflate_on_oom;

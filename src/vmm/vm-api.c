@@ -13,6 +13,7 @@
 #include "vmm/dynmem/dynmem.h"
 #include "vmm/memctl/client.h"
 #include "vmm/vm-internal.h"
+#include "vmm/vm-smartpage.h"
 
 static void balloon_counters(const struct balloon_metrics *m, struct api_balloon_counters *c)
 {
@@ -75,10 +76,19 @@ static void vmem_info(struct vm *vm, struct api_memory_info *m)
 static void memory_info(struct vmm *vmm, struct api_memory_info *m)
 {
         struct dynmem_state st;
+        struct memctl_paging paging;
 
         m->settings = vmm->mem;
         m->ceiling = vmm->cfg->mem_ceiling;
         m->assigned = vmm->mem.startup;
+        vm_paging_get(vmm->vm, &paging);
+        m->paging = (struct api_paging_info){
+                .active = paging.active,
+                .file_bytes = paging.file_bytes,
+                .pages_in = paging.pages_in,
+                .pages_out = paging.pages_out,
+                .active_ms = paging.active_ms,
+        };
         if (!vmm->vm || !vmm->vm->dynmem)
                 return;
         dynmem_get_state(vmm->vm->dynmem, &st);

@@ -21,6 +21,7 @@ struct virtio_mem;
 struct dynmem;
 struct event_loop;
 struct memctl_client;
+struct vm_paging;
 
 enum vm_request {
         VM_REQUEST_NONE,
@@ -75,8 +76,9 @@ struct vm {
         bool pci_up;
         struct virtio_dev *rng;
         struct balloon *balloon;
-        struct virtio_mem *vmem; /* NULL without a hot-plug region */
-        struct dynmem *dynmem;   /* NULL with static memory */
+        struct virtio_mem *vmem;  /* NULL without a hot-plug region */
+        struct dynmem *dynmem;    /* NULL with static memory */
+        struct vm_paging *paging; /* smart paging (vm-smartpage.c), NULL when the boot has none */
         struct vcpu_env vcpu_env;
         struct vcpu *vcpus;
         unsigned nr_vcpus;

@@ -12,6 +12,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "smartpage/smartpage.h"
 #include "tidal/event-loop.h"
 #include "tidal/log.h"
 #include "tidal/macro.h"
@@ -31,6 +32,7 @@
 #include "vmm/virtio/pci-modern.h"
 #include "vmm/virtio/rng.h"
 #include "vmm/vm-internal.h"
+#include "vmm/vm-smartpage.h"
 #include "vmm/vm-virtio-mem.h"
 #include "vmm/vm.h"
 
@@ -346,6 +348,10 @@ static void vm_teardown(struct vm *vm)
 {
         log_debug("tearing the VM down");
         for (unsigned i = 0; i < vm->nr_vcpus; i++)
+                vcpu_request_stop(&vm->vcpus[i]);
+        /* Before the joins: a vCPU may wait in a fault only the paging engine resolves. */
+        vm_paging_free(vm);
+        for (unsigned i = 0; i < vm->nr_vcpus; i++)
                 vcpu_stop(&vm->vcpus[i]);
         log_debug("vCPUs stopped");
         dynmem_free(vm->dynmem);
@@ -573,6 +579,17 @@ static int run_until_stopped(struct vmm *vmm)
         }
 }
 
+/* A tidal killed while paging left its file: this VM's next start removes it. */
+static void remove_stale_paging_file(const struct vm_config *cfg)
+{
+        int r = smartpage_remove_stale(cfg->smart_paging_dir, cfg->name);
+
+        if (r < 0)
+                log_warn_errno(
+                        r, "smart paging: cannot remove a stale paging file of %s in %s", cfg->name,
+                        cfg->smart_paging_dir ? cfg->smart_paging_dir : SMARTPAGE_DEFAULT_DIR);
+}
+
 int vmm_run(const struct vm_config *cfg)
 {
         struct vmm vmm = {
@@ -605,6 +622,7 @@ int vmm_run(const struct vm_config *cfg)
                 vmm_release(&vmm);
                 return EXIT_USAGE;
         }
+        remove_stale_paging_file(cfg);
         status = run_until_stopped(&vmm);
         vmm_release(&vmm);
         return status;

@@ -614,8 +614,11 @@ ALL = {f.__name__: f for f in [
 
 # Suites in modules of their own, which import the helpers above.
 import suite_memctl  # noqa: E402
+import suite_smartpaging  # noqa: E402
 
 ALL.update({f.__name__: f for f in [suite_memctl.memctl_weights]})
+ALL.update({f.__name__: f for f in [suite_smartpaging.smartpaging_restart,
+                                    suite_smartpaging.smartpaging_disk_full]})
 
 SUITES = {
     "boot": ["boot_one_cpu", "boot_two_cpus", "virtio_rng", "reboot_same_process",
@@ -625,6 +628,7 @@ SUITES = {
     "virtio-mem": ["virtio_mem_probe", "virtio_mem_unplugged_inaccessible"],
     "dynmem": ["dynmem_grow_shrink"],
     "memctl": ["memctl_weights"],
+    "smartpaging": ["smartpaging_restart", "smartpaging_disk_full"],
 }
 
 # Run on the host before entering the rig (they need no KVM).

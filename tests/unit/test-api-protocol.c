@@ -228,7 +228,12 @@ static void info_encoding(void **state)
                         .status = MEM_STATUS_LOW,
                         .has_vmem = true,
                         .vmem_driver = API_DRIVER_RUNNING,
-                        .vmem_region = 15ULL << 30},
+                        .vmem_region = 15ULL << 30,
+                        .paging = {.active = true,
+                                   .file_bytes = 8192,
+                                   .pages_in = 3,
+                                   .pages_out = 5,
+                                   .active_ms = 1234}},
         };
         struct json_object *o;
         const char *s;
@@ -245,7 +250,9 @@ static void info_encoding(void **state)
                    "\"target_bytes\":1073741824,\"target_source\":\"controller\","
                    "\"demand_bytes\":734003200,\"status\":\"Low\","
                    "\"virtio_mem\":{\"driver\":\"running\",\"region_bytes\":16106127360,"
-                   "\"requested_bytes\":0,\"plugged_bytes\":0,\"stuck_bytes\":0}},"
+                   "\"requested_bytes\":0,\"plugged_bytes\":0,\"stuck_bytes\":0},"
+                   "\"smart_paging\":{\"active\":true,\"file_bytes\":8192,\"pages_in\":3,"
+                   "\"pages_out\":5,\"active_ms\":1234}},"
                    "\"memctl\":{\"mode\":\"standalone\",\"socket\":null,\"connected\":false,"
                    "\"grant_bytes\":null,\"reconnects\":0},"
                    "\"balloon\":{\"target_bytes\":268435456,"

@@ -143,6 +143,14 @@ static void memctl_options(void **state)
         /* Accepted with static memory, which never connects. */
         assert_int_equal(PARSE("run", "--kernel=/k", "--memory=1G", "--memctl-socket", "/s"), 0);
         assert_int_equal(cfg.memctl, MEMCTL_MODE_SOCKET);
+        /* Smart paging's directory: NULL is the engine's default. */
+        assert_null(cfg.smart_paging_dir);
+        assert_int_equal(PARSE("run", "--kernel=/k", "--memory=startup=1G", "--smart-paging-dir",
+                               "/srv/paging"),
+                         0);
+        assert_string_equal(cfg.smart_paging_dir, "/srv/paging");
+        assert_int_equal(PARSE("run", "--kernel=/k", "--memory=startup=1G", "--smart-paging-dir="),
+                         -EINVAL);
 }
 
 static void help_and_version(void **state)

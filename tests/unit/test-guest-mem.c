@@ -74,6 +74,45 @@ static uint64_t memfd_blocks(const struct guest_mem *gm)
         return (uint64_t)st.st_blocks * 512;
 }
 
+struct discard_seen {
+        const struct guest_mem *gm;
+        unsigned calls;
+        uint64_t off, len;
+        bool was_resident; /* the pages still held data when the hook ran */
+};
+
+static void note_discard(void *opaque, uint64_t off, uint64_t len)
+{
+        struct discard_seen *seen = opaque;
+        seen->calls++;
+        seen->was_resident = seen->gm->base[off] == 0xcd;
+        seen->off = off;
+        seen->len = len;
+}
+
+/* Smart paging hears of every discard of boot RAM (memfd offsets), before the punch. */
+static void discard_hook_sees_boot_ram(void **state)
+{
+        struct guest_mem gm;
+        struct discard_seen seen = {.gm = &gm};
+
+        assert_int_equal(guest_mem_init(&gm, "t", 64 * MB, LAYOUT_PCI_HOLE_START), 0);
+        memset(gm.base, 0xcd, 8 * MB);
+        gm.on_discard = note_discard;
+        gm.on_discard_opaque = &seen;
+        assert_int_equal(guest_mem_discard(&gm, 4 * MB, 2 * MB), 0);
+        assert_int_equal(seen.calls, 1);
+        assert_int_equal(seen.off, 4 * MB);
+        assert_int_equal(seen.len, 2 * MB);
+        assert_true(seen.was_resident);
+        assert_int_equal(gm.base[4 * MB], 0); /* and still punched */
+        /* Refused requests reach nobody. */
+        assert_int_equal(guest_mem_discard(&gm, 1, 4096), -EINVAL);
+        assert_int_equal(seen.calls, 1);
+        guest_mem_release(&gm);
+        assert_null(gm.on_discard);
+}
+
 static void discard_frees_and_zeroes(void **state)
 {
         struct guest_mem gm;
@@ -329,11 +368,17 @@ static void hotplug_discard(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(layout_small),       cmocka_unit_test(layout_split_around_hole),
-                cmocka_unit_test(ptr_bounds),         cmocka_unit_test(discard_frees_and_zeroes),
-                cmocka_unit_test(bad_init),           cmocka_unit_test(hotplug_plan_errors),
-                cmocka_unit_test(hotplug_layout),     cmocka_unit_test(hotplug_plug_unplug),
-                cmocka_unit_test(hotplug_find_block), cmocka_unit_test(hotplug_next_ram),
+                cmocka_unit_test(layout_small),
+                cmocka_unit_test(layout_split_around_hole),
+                cmocka_unit_test(ptr_bounds),
+                cmocka_unit_test(discard_frees_and_zeroes),
+                cmocka_unit_test(discard_hook_sees_boot_ram),
+                cmocka_unit_test(bad_init),
+                cmocka_unit_test(hotplug_plan_errors),
+                cmocka_unit_test(hotplug_layout),
+                cmocka_unit_test(hotplug_plug_unplug),
+                cmocka_unit_test(hotplug_find_block),
+                cmocka_unit_test(hotplug_next_ram),
                 cmocka_unit_test(hotplug_discard),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -210,6 +210,8 @@ int guest_mem_discard(struct guest_mem *gm, uint64_t gpa, uint64_t len)
             len > r->size - (gpa - r->gpa))
                 return -EINVAL;
         off = r->fd_offset + (gpa - r->gpa);
+        if (gm->on_discard && !r->hotplug)
+                gm->on_discard(gm->on_discard_opaque, off, len);
         /* Frees the memfd pages; KVM's and our mappings see zeroes on the next touch. */
         if (fallocate(gm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
                       (off_t)len) < 0)

@@ -327,7 +327,7 @@ static void vcpu_log_state(struct vcpu *v)
                   (unsigned long long)regs.rflags, mp.mp_state);
 }
 
-void vcpu_stop(struct vcpu *v)
+void vcpu_request_stop(struct vcpu *v)
 {
         if (!v->thread_started)
                 return;
@@ -335,6 +335,13 @@ void vcpu_stop(struct vcpu *v)
         /* immediate_exit makes a KVM_RUN that is about to start return at once. */
         __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
         pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+}
+
+void vcpu_stop(struct vcpu *v)
+{
+        if (!v->thread_started)
+                return;
+        vcpu_request_stop(v);
         pthread_join(v->thread, NULL);
         v->thread_started = false;
         if (log_get_level() >= LOG_LEVEL_DEBUG)

@@ -44,6 +44,11 @@ int vcpu_create(struct vcpu *v, const struct vcpu_env *env, unsigned id, unsigne
 /* Sets the boot processor's registers for the 64-bit Linux entry point. */
 int vcpu_setup_boot_cpu(struct vcpu *v, uint64_t entry, uint64_t boot_params);
 int vcpu_start(struct vcpu *v);
+/*
+ * Asks the thread to leave KVM_RUN and exit, without waiting: a thread blocked in a fault the
+ * VMM must resolve first (smart paging) can then be released before vcpu_stop() joins it.
+ */
+void vcpu_request_stop(struct vcpu *v);
 /* Makes the thread leave KVM_RUN and exit; then joins it. */
 void vcpu_stop(struct vcpu *v);
 void vcpu_destroy(struct vcpu *v);

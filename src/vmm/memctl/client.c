@@ -188,14 +188,13 @@ static void apply_target(struct memctl_client *c, uint64_t bytes, bool boot)
         int r;
 
         /*
-         * A partial grant for a reboot (docs/tidald.md, "Restart with a partial grant"): the
-         * guest boots with its startup memory in any case. Smart paging, once hooked up, keeps
-         * only the grant resident; the grant stays the target, so the balloon takes the guest
-         * down to it once its driver is up.
+         * A partial grant for a reboot (docs/memctl-protocol.md, "Restart with a partial
+         * grant"): the guest boots with its startup memory; smart paging (started by the VMM
+         * once the admission is over, vm-smartpage.c) keeps only the grant resident; the grant
+         * stays the target, so the balloon takes the guest down to it once its driver is up.
          */
         if (boot && bytes < c->settings->startup)
-                log_warn("tidald granted %s, less than startup (%s): smart paging is not built "
-                         "yet, booting with startup and ballooning down to the grant",
+                log_info("tidald granted %s, less than startup (%s): smart paging bridges the gap",
                          format_size(bytes, a, sizeof(a)),
                          format_size(c->settings->startup, b, sizeof(b)));
         if (!c->dynmem)
@@ -348,6 +347,8 @@ static void on_report(void *opaque, const struct dynmem_state *st)
         if (!memctl_session_active(&c->session))
                 return;
         memctl_build_report(st, &msg);
+        if (c->ops->get_paging)
+                c->ops->get_paging(c->opaque, &msg.report.paging);
         queue_msg(c, &msg);
         settle(c);
 }

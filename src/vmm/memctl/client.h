@@ -26,6 +26,8 @@ struct memctl_client_ops {
          */
         int (*apply_settings)(void *opaque, const struct mem_settings *req, char *err,
                               size_t errlen);
+        /* Smart paging's status, for every report (optional: none when NULL). */
+        void (*get_paging)(void *opaque, struct memctl_paging *ret);
 };
 
 struct memctl_client_config {

@@ -8,6 +8,7 @@
 #include "tidal/memctl-proto.h"
 #include "vmm/memctl/client.h"
 #include "vmm/vm-internal.h"
+#include "vmm/vm-smartpage.h"
 
 static int apply_settings(void *opaque, const struct mem_settings *req, char *err, size_t errlen)
 {
@@ -16,8 +17,16 @@ static int apply_settings(void *opaque, const struct mem_settings *req, char *er
                 err, errlen);
 }
 
+static void get_paging(void *opaque, struct memctl_paging *ret)
+{
+        struct vmm *vmm = opaque;
+
+        vm_paging_get(vmm->vm, ret);
+}
+
 static const struct memctl_client_ops client_ops = {
         .apply_settings = apply_settings,
+        .get_paging = get_paging,
 };
 
 static int connect_daemon(struct vmm *vmm)
@@ -111,6 +120,21 @@ static enum vm_request admission_outcome(struct vmm *vmm, enum memctl_wait wait)
         return VM_REQUEST_FAILED;
 }
 
+/*
+ * A reboot admitted with less than its startup memory (docs/memctl-protocol.md, "Restart with
+ * a partial grant"): the guest boots with its startup memory, of which smart paging keeps only
+ * the grant resident; the grant stays the target, so the balloon brings the guest down to it.
+ */
+static enum vm_request start_paging_if_partial(struct vmm *vmm, bool reboot)
+{
+        struct memctl_client_info info;
+
+        memctl_client_get_info(vmm->memctl, &info);
+        if (!reboot || !info.have_grant || info.grant >= vmm->mem.startup)
+                return VM_REQUEST_NONE;
+        return vm_paging_start(vmm->vm, info.grant) < 0 ? VM_REQUEST_FAILED : VM_REQUEST_NONE;
+}
+
 enum vm_request vmm_memctl_admit(struct vmm *vmm)
 {
         bool reboot = vmm->boots > 0;
@@ -138,7 +162,10 @@ enum vm_request vmm_memctl_admit(struct vmm *vmm)
         req = __atomic_load_n(&vmm->request, __ATOMIC_ACQUIRE);
         if (req != VM_REQUEST_NONE)
                 return (enum vm_request)req;
-        return admission_outcome(vmm, wait);
+        req = admission_outcome(vmm, wait);
+        if (req == VM_REQUEST_NONE && wait == MEMCTL_WAIT_ADMITTED)
+                req = start_paging_if_partial(vmm, reboot);
+        return (enum vm_request)req;
 }
 
 void vmm_memctl_detach(struct vmm *vmm)

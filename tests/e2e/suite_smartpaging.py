@@ -1,0 +1,182 @@
+"""End-to-end test of smart paging (issue 6): a guest squeezed to its minimum reboots, tidald
+can grant only part of its startup memory, and tidal bridges the gap with a paging file until
+the balloon has brought the guest within its grant."""
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+from guest import GuestError
+from suite_memctl import Daemon, stop_all
+from suites import api_socket, check, memory_info, wait_fresh_stats, wait_until
+
+MIB = 1 << 20
+BUDGET_MIB = 1024
+STARTUP_MIB = 512
+
+
+def start(ctx, daemon, name, weight, buffer, extra=()):
+    sock = api_socket(name)
+    g = ctx.start("smartpaging_" + name,
+                  memory="startup=%dM,minimum=128M,maximum=1G,buffer=%d,weight=%d" %
+                  (STARTUP_MIB, buffer, weight),
+                  extra=["--name", name, "--api-socket", sock, "--memctl-socket",
+                         daemon.socket] + list(extra))
+    g.__enter__()
+    return g, sock
+
+
+def wait_stderr(g, pattern, timeout):
+    """Waits for a regex in tidal's log (stderr); returns the match."""
+    return wait_until("%r in tidal's log" % pattern, lambda: re.search(pattern, g.stderr()),
+                      timeout)
+
+
+def paging_info(ctx, sock):
+    return memory_info(ctx, sock)["smart_paging"]
+
+
+def grant_of(ctx, sock):
+    return json.loads(ctx.tidalctl(sock, "info", "--json"))["info"]["memctl"]["grant_bytes"]
+
+
+def squeeze_small(ctx, daemon, paging_dir, guests):
+    """Starts small (weight 1000, paging in paging_dir) and big (weight 9000, buffer 5 %); big
+    grows until it holds most of the budget and small is at its minimum. Returns small and its
+    control socket."""
+    small, small_sock = start(ctx, daemon, "small", 1000, 20,
+                              extra=["--smart-paging-dir", paging_dir])
+    guests.append(small)
+    small.wait_ready()
+    # The smallest buffer: what big has is about what it uses, so that a restart of small takes
+    # little from it (a larger shrink of big, through virtio-mem unplugs of blocks in use, can
+    # outlast the admission's 30 s under the rig's emulation).
+    big, big_sock = start(ctx, daemon, "big", 9000, 5)
+    guests.append(big)
+    big.wait_ready()
+    wait_until("both registered and reporting", lambda: len(daemon.vms()) == 2 and all(
+        v["demand_bytes"] is not None for v in daemon.vms().values()), 180)
+
+    # big grows step by step (a guest that allocates faster than memory moves to it
+    # OOM-kills); small, lighter, is cut down to its minimum for it.
+    for held in range(32, 833, 32):
+        big.cmd("alloc 32", timeout=300)
+        wait_fresh_stats(ctx, big_sock)
+        wait_fresh_stats(ctx, big_sock)
+        wait_until("big to be served with %d MiB held" % held,
+                   lambda: daemon.vms()["big"]["status"] in ("OK", "Low"), 180,
+                   lambda: "tidald: %s" % daemon.ctl("list").stdout)
+    wait_until("small squeezed to its minimum",
+               lambda: daemon.vms()["small"]["grant_bytes"] == 128 * MIB and
+               memory_info(ctx, small_sock)["assigned_bytes"] <= 128 * MIB, 240,
+               lambda: "tidald: %s" % daemon.ctl("list").stdout)
+    return small, small_sock
+
+
+def smartpaging_restart(ctx):
+    """small (startup 512M, minimum 128M) is squeezed to its minimum by big, which holds
+    memory; small reboots and tidald grants only part of 512M: smart paging is active while
+    the guest boots to its init, the test init's pattern over most of its RAM reads back
+    correctly, the balloon takes the guest within its grant, paging ends and the file is
+    gone."""
+    daemon = Daemon(ctx, "smartpaging_restart", budget_mib=BUDGET_MIB)
+    paging_dir = tempfile.mkdtemp(prefix="tidal-smartpaging-")
+    paging_file = os.path.join(paging_dir, "small.paging")
+    guests = []
+    try:
+        small, small_sock = squeeze_small(ctx, daemon, paging_dir, guests)
+        check(not os.path.exists(paging_file), "a paging file before any restart")
+
+        # The reboot: tidald cannot find 512 MiB, grants part of it; smart paging starts
+        # before the vCPUs run again.
+        small.send("reboot")
+        m = wait_stderr(small, r"smart paging: started, ([^ ]+ [KMG]iB) resident", 300)
+        started = time.monotonic()
+        info = paging_info(ctx, small_sock)
+        grant = grant_of(ctx, small_sock)
+        check(info["active"], "smart paging not active after its start: %r" % info)
+        check(grant is not None and grant < STARTUP_MIB * MIB,
+              "the restart was granted %r, not less than startup" % grant)
+        check(os.path.exists(paging_file), "no paging file %s while paging" % paging_file)
+        st = os.stat(paging_file)
+        check(st.st_mode & 0o777 == 0o600, "paging file mode %o" % (st.st_mode & 0o777))
+        listed = daemon.vms()["small"]["smart_paging"]
+        print("smart paging started with %s resident (grant %d MiB); tidald: %r" %
+              (m.group(1), grant >> 20, listed))
+
+        # The guest reaches its init with part of its RAM in the file.
+        ready = small.wait_ready(timeout=600)
+        check(paging_info(ctx, small_sock)["active"], "paging ended before the guest's init ran")
+
+        # Most of its RAM, while the balloon cannot take the guest down to its grant (the
+        # pattern holds the memory): pages go out to the file and come back correct.
+        pattern_mib = int(ready["memtotal_kb"] / 1024 * 0.6)
+        small.cmd("pattern %d" % pattern_mib, timeout=1200)
+        during = paging_info(ctx, small_sock)
+        print("after pattern %d MiB: %r" % (pattern_mib, during))
+        check(during["active"] or during["pages_out"] > 0,
+              "nothing was paged out while the pattern ran: %r" % during)
+        check("smart paging: ended" not in small.stderr() or during["pages_out"] > 0,
+              "paging ended before the pattern ran: %r" % during)
+
+        # The balloon brings the guest within its grant; paging ends, the file goes.
+        wait_until("smart paging to end", lambda: "smart paging: ended" in small.stderr(), 900,
+                   lambda: "paging %r, memory %r" % (paging_info(ctx, small_sock), {
+                       k: v for k, v in memory_info(ctx, small_sock).items()
+                       if k.endswith("bytes")}))
+        lasted = time.monotonic() - started
+        end = paging_info(ctx, small_sock)
+        mem = memory_info(ctx, small_sock)
+        check(not end["active"], "info still says active: %r" % end)
+        check(end["pages_out"] > 0 and end["pages_in"] > 0,
+              "no paging happened: %r" % end)
+        check(mem["assigned_bytes"] <= mem["target_bytes"],
+              "guest above its target after paging: %r" % mem)
+        check(not os.path.exists(paging_file), "paging file %s still there" % paging_file)
+        check(os.listdir(paging_dir) == [], "left in %s: %r" % (paging_dir,
+                                                               os.listdir(paging_dir)))
+        line = re.search(r"smart paging: ended after [^\n]*", small.stderr()).group(0)
+        print("%s (%.1f s from the start line to the end as the test saw it)" % (line, lasted))
+        wait_until("tidald to see paging over",
+                   lambda: not daemon.vms()["small"]["smart_paging"]["active"], 60)
+
+        # The guest runs on correctly with its memory back from the file.
+        small.cmd("pattern 64", timeout=300)
+    finally:
+        stop_all(guests)
+        daemon.close()
+
+
+def smartpaging_disk_full(ctx):
+    """A paging file system that fills up (16 MiB for a gap of hundreds) while the guest
+    writes most of its RAM: tidal stops the VM with a clear error and exit status 1 instead of
+    running it with memory it cannot read back, although its vCPU then waits for pages that
+    are in the file; no paging file is left."""
+    daemon = Daemon(ctx, "smartpaging_disk_full", budget_mib=BUDGET_MIB)
+    paging_dir = tempfile.mkdtemp(prefix="tidal-smartpaging-full-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", paging_dir],
+                   check=True)
+    guests = []
+    try:
+        small, small_sock = squeeze_small(ctx, daemon, paging_dir, guests)
+        small.send("reboot")
+        wait_stderr(small, r"smart paging: started", 300)
+        try:
+            ready = small.wait_ready(timeout=600)
+            small.send("pattern %d" % int(ready["memtotal_kb"] / 1024 * 0.6))
+        except GuestError:
+            pass  # it may have filled the file system while booting: the checks below say
+
+        rc = small.wait_exit(timeout=900)
+        err = small.stderr()
+        check(rc == 1, "tidal exited %s after the paging file system filled up, expected 1" % rc)
+        check("smart paging failed: No space left on device" in err,
+              "no clear message about the full disk: %r" % err[-2000:])
+        check(os.listdir(paging_dir) == [], "left in %s: %r" % (paging_dir,
+                                                               os.listdir(paging_dir)))
+    finally:
+        stop_all(guests)
+        daemon.close()
+        subprocess.run(["umount", paging_dir])
