@@ -489,9 +489,14 @@ def dynmem_grow_shrink(ctx):
             check(memory_info(ctx, sock)["minimum_bytes"] == 128 * mib, "minimum not lowered")
 
             # At maximum the guest can have no more; raising maximum lets it grow further.
+            # 760 MiB held wants ~1090 MiB with the buffer: past maximum, so the guest is held
+            # at 1 GiB (Low). Not more: hot-plugged memory is ZONE_MOVABLE, and a guest whose
+            # kernel zones (its 256 MiB of boot RAM) fill up cannot allocate the memmap of the
+            # next block it would plug, so Linux's driver could not grow it even after maximum
+            # is raised (the e2e-dynmem flake: plugging stopped at the old maximum).
             held = grow_by_steps(ctx, g, sock, 640, 48)
-            g.cmd("alloc 200", timeout=300)
-            held += 200
+            g.cmd("alloc 120", timeout=300)
+            held += 120
             time.sleep(5)
             m = memory_info(ctx, sock)
             check(m["assigned_bytes"] <= 1 << 30 and m["status"] != "OK",
