@@ -174,7 +174,12 @@ static uint64_t next_target(struct dynmem *d, bool fresh, bool new_report)
         return next;
 }
 
-static void run_round(struct dynmem *d)
+/*
+ * paced: a round on a report or on the timer, about one period after the last. Only those
+ * count towards the stall and stuck detection, which are measured in periods; a round run at
+ * once for a new target or new settings must not make a driver look stuck.
+ */
+static void run_round(struct dynmem *d, bool paced)
 {
         const struct mem_settings *s = d->settings;
         struct virtio_mem_state vm = {0};
@@ -197,9 +202,10 @@ static void run_round(struct dynmem *d)
         next = next_target(d, d->state.fresh, new_report);
         d->state.target = next;
         d->state.status = mem_status_of(d->state.assigned, d->state.demand, s->buffer);
-        if (d->vmem)
+        if (d->vmem && paced) {
                 nudge_stalled_vmem(d, &vm);
-        d->state.vmem_stuck = d->vmem ? vmem_stuck(d, &vm) : 0;
+                d->state.vmem_stuck = vmem_stuck(d, &vm);
+        }
         controller_split(d->state.target, s->startup, d->region, d->state.vmem_stuck, &split);
         apply(d, &split);
         if (new_report && d->report_fn)
@@ -217,7 +223,7 @@ static uint64_t now_ns(void)
 static void round_now(struct dynmem *d)
 {
         d->last_round_ns = now_ns();
-        run_round(d);
+        run_round(d, true);
 }
 
 /* A report: act on it at once, instead of up to a period later. */
@@ -283,7 +289,7 @@ void dynmem_free(struct dynmem *d)
 
 void dynmem_kick(struct dynmem *d)
 {
-        run_round(d);
+        run_round(d, false);
 }
 
 void dynmem_get_state(struct dynmem *d, struct dynmem_state *ret)
@@ -302,7 +308,7 @@ int dynmem_set_external_target(struct dynmem *d, uint64_t bytes)
         if (d->state.source != DYNMEM_SOURCE_EXTERNAL)
                 return -EPERM;
         d->state.target = controller_external_target(d->settings, bytes);
-        run_round(d);
+        run_round(d, false);
         return 0;
 }
 
