@@ -158,8 +158,15 @@ static void accept_event(void *opaque, uint32_t events)
         int fd;
 
         fd = accept4(h->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+                /* As for the tidald socket (conn.c): the listener stays readable; do not spin
+                 * on it, watch it again on the next tick. */
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                        event_source_free(h->src);
+                        h->src = NULL;
+                }
                 return;
+        }
         if (h->nr_clients >= CLIENTS_MAX || !(c = calloc(1, sizeof(*c)))) {
                 close(fd);
                 return;
@@ -234,6 +241,9 @@ void http_check_timeouts(struct daemon *d, uint64_t now)
 
         if (!d->http)
                 return;
+        if (!d->http->src && event_loop_add_fd(d->loop, d->http->fd, EPOLLIN, accept_event, d->http,
+                                               &d->http->src) < 0)
+                log_warn("cannot watch the metrics socket again");
         for (struct http_client *c = d->http->clients; c; c = next) {
                 next = c->next;
                 if (now - c->started_ms > HTTP_TIMEOUT)
