@@ -10,6 +10,7 @@
 #include "smartpage/file.h"
 #include "smartpage/io.h"
 #include "smartpage/smartpage.h"
+#include "tidal/clock.h"
 
 #define PAGE        4096u
 #define EVICT_BATCH 64u  /* victims per eviction round, at least */
@@ -85,8 +86,6 @@ struct smartpage {
         struct smartpage_counters count;
 };
 
-/* stats.c */
-uint64_t now_ns(void);
 void engine_fail(struct smartpage *sp, int error, const char *what);
 
 /* evict.c: makes room for `need` more resident pages; 0 or a negative errno (engine failed). */

@@ -140,7 +140,7 @@ static void finish_step(struct smartpage *sp)
         }
         sp->registered = false;
         sp->finished = true;
-        sp->end_ns = now_ns();
+        sp->end_ns = monotonic_ns();
         pthread_cond_broadcast(&sp->cond);
 }
 

@@ -100,7 +100,7 @@ static int setup(struct smartpage *sp, const struct smartpage_options *o)
                 log_info("smart paging: no userfaultfd write-protect on shmem here: every "
                          "evicted page is written");
         sp->registered = true;
-        sp->start_ns = now_ns();
+        sp->start_ns = monotonic_ns();
         /* Down to the limit, with the free pool, before anything runs on. */
         pthread_mutex_lock(&sp->lock);
         r = engine_make_room(sp, engine_pool_pages(sp));

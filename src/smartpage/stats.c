@@ -2,19 +2,10 @@
 /* What the engine tells the world: its statistics and the error that stopped it. */
 #include <errno.h>
 #include <stdint.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "smartpage/engine.h"
 #include "tidal/log.h"
-
-uint64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Called with the lock held. The first error stops paging; later ones add nothing. */
 void engine_fail(struct smartpage *sp, int error, const char *what)
@@ -37,7 +28,7 @@ void smartpage_get_stats(struct smartpage *sp, struct smartpage_stats *ret)
         uint64_t end;
 
         pthread_mutex_lock(&sp->lock);
-        end = sp->end_ns ? sp->end_ns : now_ns();
+        end = sp->end_ns ? sp->end_ns : monotonic_ns();
         *ret = (struct smartpage_stats){
                 .active = sp->registered && !sp->finished,
                 .file_bytes = sp->pt.paged * PAGE,

@@ -6,7 +6,7 @@
  */
 #pragma once
 
-#include <time.h>
+#include "tidal/clock.h"
 
 #include "virtio-balloon/balloon.h"
 #include "virtio-balloon/open-blocks.h"
@@ -66,14 +66,6 @@ struct balloon {
         bool flush_armed;
         uint64_t last_inflate_ns;
 };
-
-static inline uint64_t balloon_now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
-}
 
 /* discard.c */
 

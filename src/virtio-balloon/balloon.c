@@ -228,7 +228,7 @@ int balloon_set_stats_period(struct balloon *b, uint32_t seconds)
 
 void balloon_get_state(struct balloon *b, struct balloon_state *ret)
 {
-        uint64_t now = balloon_now_ns();
+        uint64_t now = monotonic_ns();
 
         virtio_dev_lock(&b->dev);
         *ret = (struct balloon_state){

@@ -117,7 +117,7 @@ void balloon_flush(struct balloon *b)
 
 void balloon_inflate_done(struct balloon *b)
 {
-        b->last_inflate_ns = balloon_now_ns();
+        b->last_inflate_ns = monotonic_ns();
         /* Armed once per burst of inflates, not re-armed (a syscall) for every request. */
         if (b->open.nr == 0 || b->flush_armed || !b->flush_timer)
                 return;
@@ -131,7 +131,7 @@ static void flush_timer_fired(void *opaque, uint32_t events)
 
         virtio_dev_lock(&b->dev);
         /* Still inflating: wait for the next tick rather than split blocks being filled. */
-        if (b->open.nr == 0 || balloon_now_ns() - b->last_inflate_ns >= FLUSH_QUIET_NS)
+        if (b->open.nr == 0 || monotonic_ns() - b->last_inflate_ns >= FLUSH_QUIET_NS)
                 balloon_flush(b);
         virtio_dev_unlock(&b->dev);
 }

@@ -110,7 +110,7 @@ static int handle_stats(struct balloon *b, unsigned idx, const struct virtq_chai
         b->stats = st;
         b->stats_valid = true;
         b->stats_seq++;
-        b->stats_time_ns = balloon_now_ns();
+        b->stats_time_ns = monotonic_ns();
         b->metrics.stats_updates++;
         /* Cannot fail short of a counter at 2^64 - 1; the reader drains it each time. */
         (void)eventfd_write(b->stats_event_fd, 1);

@@ -89,7 +89,7 @@ void admit_request(struct daemon *d, struct vm *vm)
 
         vm->state = vm->state == VM_RUNNING ? VM_RESTARTING : VM_ADMITTING;
         vm->grant = vm->settings.startup;
-        vm->admit_deadline_ms = now_ms() + MEMCTL_ADMIT_TIMEOUT_MS;
+        vm->admit_deadline_ms = monotonic_ms() + MEMCTL_ADMIT_TIMEOUT_MS;
         if (balance_inputs(d, vm, &p, &vms, &n) < 0) {
                 refuse(d, vm, 0);
                 return;

@@ -72,7 +72,7 @@ int balance_inputs(struct daemon *d, const struct vm *skip, struct policy_vm **r
 {
         struct policy_vm *p = calloc(d->nr_vms ? d->nr_vms : 1, sizeof(*p));
         struct vm **vms = calloc(d->nr_vms ? d->nr_vms : 1, sizeof(*vms));
-        uint64_t now = now_ms();
+        uint64_t now = monotonic_ms();
         size_t n = 0;
 
         if (!p || !vms) {
@@ -133,7 +133,7 @@ void balance_round(struct daemon *d)
                           res.changed, (unsigned long long)(res.granted >> 20),
                           (unsigned long long)(res.reserved >> 20),
                           res.short_of_memory ? ", short of memory" : "");
-        admit_pending(d, now_ms());
+        admit_pending(d, monotonic_ms());
         notify_status(d);
 }
 
@@ -153,7 +153,7 @@ bool balance_is_spike(const struct vm *vm)
 static void tick(void *opaque, uint32_t events)
 {
         struct daemon *d = opaque;
-        uint64_t now = now_ms();
+        uint64_t now = monotonic_ms();
 
         conn_check_timeouts(d, now);
         http_check_timeouts(d, now);

@@ -126,7 +126,7 @@ static void flush(struct conn *c)
                         continue;
                 if (n < 0 && errno == EAGAIN) {
                         if (!c->out_stalled_since_ms)
-                                c->out_stalled_since_ms = now_ms();
+                                c->out_stalled_since_ms = monotonic_ms();
                         if (watch(c, true) < 0)
                                 mark_dead(c, "cannot watch for output");
                         return;
@@ -137,7 +137,7 @@ static void flush(struct conn *c)
                 }
                 memmove(c->out, c->out + n, c->out_len - (size_t)n);
                 c->out_len -= (size_t)n;
-                c->out_stalled_since_ms = c->out_len ? now_ms() : 0;
+                c->out_stalled_since_ms = c->out_len ? monotonic_ms() : 0;
         }
         if (watch(c, false) < 0)
                 mark_dead(c, "cannot watch for input");
@@ -354,7 +354,7 @@ static void accept_one(struct daemon *d, int fd)
         }
         c->d = d;
         c->fd = fd;
-        c->connected_ms = now_ms();
+        c->connected_ms = monotonic_ms();
         if (watch(c, false) < 0) {
                 log_warn("cannot watch a connection");
                 close(fd);

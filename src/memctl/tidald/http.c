@@ -171,7 +171,7 @@ static void accept_event(void *opaque, uint32_t events)
                 close(fd);
                 return;
         }
-        *c = (struct http_client){.http = h, .fd = fd, .started_ms = now_ms()};
+        *c = (struct http_client){.http = h, .fd = fd, .started_ms = monotonic_ms()};
         if (event_loop_add_fd(h->d->loop, fd, EPOLLIN, client_event, c, &c->src) < 0) {
                 close(fd);
                 free(c);

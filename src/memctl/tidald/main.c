@@ -25,14 +25,6 @@ struct options {
         bool verbose;
 };
 
-uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void usage(FILE *f)
 {
         fprintf(f,

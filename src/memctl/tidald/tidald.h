@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "tidal/clock.h"
 #include "tidal/event-loop.h"
 #include "tidal/memctl-proto.h"
 #include "tidal/memory-settings.h"
@@ -83,9 +84,6 @@ struct daemon {
         size_t last_status_vms;
         bool status_sent;
 };
-
-/* Milliseconds of CLOCK_MONOTONIC. */
-uint64_t now_ms(void);
 
 /* listen.c */
 int listen_open(struct daemon *d, const char *path, const char *group);

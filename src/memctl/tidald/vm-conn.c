@@ -65,7 +65,7 @@ static int handle_register(struct daemon *d, struct conn *c, struct vm **ret,
         vm->state = VM_RUNNING;
         vm->assigned = m->reg.assigned;
         vm->grant = clamp_grant(m->reg.grant, &vm->settings);
-        vm->last_report_ms = now_ms();
+        vm->last_report_ms = monotonic_ms();
         log_info("%s (pid %d) re-registered running with %llu MiB, grant %llu MiB", vm->name,
                  (int)vm->pid, (unsigned long long)(vm->assigned >> 20),
                  (unsigned long long)(vm->grant >> 20));
@@ -84,7 +84,7 @@ static void take_report(struct vm *vm, const struct memctl_msg *m)
         vm->balloon = m->report.balloon;
         vm->vmem_plugged = m->report.vmem_plugged;
         vm->paging = m->report.paging;
-        vm->last_report_ms = now_ms();
+        vm->last_report_ms = monotonic_ms();
 }
 
 static int handle_settings(struct daemon *d, struct vm *vm, const struct memctl_msg *m)

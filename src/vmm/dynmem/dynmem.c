@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <time.h>
 
+#include "tidal/clock.h"
 #include "tidal/event-loop.h"
 #include "tidal/log.h"
 #include "tidal/macro.h"
@@ -212,17 +212,9 @@ static void run_round(struct dynmem *d, bool paced)
                 d->report_fn(d->report_opaque, &d->state);
 }
 
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static void round_now(struct dynmem *d)
 {
-        d->last_round_ns = now_ns();
+        d->last_round_ns = monotonic_ns();
         run_round(d, true);
 }
 
@@ -244,7 +236,7 @@ static void timer_fired(void *opaque, uint32_t events)
 {
         struct dynmem *d = opaque;
 
-        if (now_ns() - d->last_round_ns >= DYNMEM_PERIOD_NS * 9 / 10)
+        if (monotonic_ns() - d->last_round_ns >= DYNMEM_PERIOD_NS * 9 / 10)
                 round_now(d);
 }
 
