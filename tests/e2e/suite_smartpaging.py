@@ -43,34 +43,40 @@ def grant_of(ctx, sock):
 
 
 def squeeze_small(ctx, daemon, paging_dir, guests):
-    """Starts small (weight 1000, paging in paging_dir) and big (weight 9000, buffer 5 %); big
+    """Starts small (weight 1000, paging in paging_dir) and big (weight 9000, buffer 10 %); big
     grows until it holds most of the budget and small is at its minimum. Returns small and its
     control socket."""
     small, small_sock = start(ctx, daemon, "small", 1000, 20,
                               extra=["--smart-paging-dir", paging_dir])
     guests.append(small)
     small.wait_ready()
-    # The smallest buffer: what big has is about what it uses, so that a restart of small takes
-    # little from it (a larger shrink of big, through virtio-mem unplugs of blocks in use, can
-    # outlast the admission's 30 s under the rig's emulation).
-    big, big_sock = start(ctx, daemon, "big", 9000, 5)
+    # big keeps a 10 % buffer: room for each next 16 MiB step without waiting for small to
+    # shrink (a step past big's headroom, with nothing free, OOM-kills its guest).
+    big, big_sock = start(ctx, daemon, "big", 9000, 10)
     guests.append(big)
     big.wait_ready()
     wait_until("both registered and reporting", lambda: len(daemon.vms()) == 2 and all(
         v["demand_bytes"] is not None for v in daemon.vms().values()), 180)
 
-    # big grows step by step (a guest that allocates faster than memory moves to it
-    # OOM-kills); small, lighter, is cut down to its minimum for it.
-    for held in range(32, 833, 32):
-        big.cmd("alloc 32", timeout=300)
+    def small_at_floor():
+        return (daemon.vms()["small"]["grant_bytes"] <= 160 * MIB and
+                memory_info(ctx, small_sock)["assigned_bytes"] <= 160 * MIB)
+
+    # big grows step by step, each step once it has its buffer back (status OK), until it
+    # needs more than the budget less small's startup: at a demand of 640 MiB a restart of
+    # small can find at most 1024 - 640 = 384 MiB of its 512 (a partial grant), while big's
+    # want (704 MiB) and small's minimum still fit, so big never runs short.
+    held = 0
+    while daemon.vms()["big"]["demand_bytes"] < 640 * MIB:
+        check(held < 768, "big's demand stays below 640 MiB with %d MiB held" % held)
+        big.cmd("alloc 16", timeout=300)
+        held += 16
         wait_fresh_stats(ctx, big_sock)
         wait_fresh_stats(ctx, big_sock)
         wait_until("big to be served with %d MiB held" % held,
-                   lambda: daemon.vms()["big"]["status"] in ("OK", "Low"), 180,
+                   lambda: daemon.vms()["big"]["status"] == "OK", 180,
                    lambda: "tidald: %s" % daemon.ctl("list").stdout)
-    wait_until("small squeezed to its minimum",
-               lambda: daemon.vms()["small"]["grant_bytes"] == 128 * MIB and
-               memory_info(ctx, small_sock)["assigned_bytes"] <= 128 * MIB, 240,
+    wait_until("small squeezed to about its minimum", small_at_floor, 240,
                lambda: "tidald: %s" % daemon.ctl("list").stdout)
     return small, small_sock
 
@@ -112,7 +118,7 @@ def smartpaging_restart(ctx):
 
         # Most of its RAM, while the balloon cannot take the guest down to its grant (the
         # pattern holds the memory): pages go out to the file and come back correct.
-        pattern_mib = int(ready["memtotal_kb"] / 1024 * 0.6)
+        pattern_mib = int(ready["memtotal_kb"] / 1024 * 0.85)
         small.cmd("pattern %d" % pattern_mib, timeout=1200)
         during = paging_info(ctx, small_sock)
         print("after pattern %d MiB: %r" % (pattern_mib, during))
