@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "memctl/tidald/balance.h"
 #include "memctl/tidald/tidald.h"
 #include "tidal/log.h"
 #include "tidal/macro.h"
@@ -82,7 +83,7 @@ static struct json_object *host_to_json(struct daemon *d)
         if (!o)
                 return NULL;
         for (struct vm *vm = d->vms; vm; vm = vm->next)
-                reserved += MAX(vm->grant, vm->assigned);
+                reserved += MAX(vm->grant, vm_held(vm));
         json_object_object_add(o, "budget_bytes", json_object_new_uint64(d->host.budget));
         json_object_object_add(o, "granted_bytes", json_object_new_uint64(granted));
         json_object_object_add(o, "reserved_bytes", json_object_new_uint64(reserved));

@@ -138,7 +138,21 @@ void admit_pending(struct daemon *d, uint64_t now)
                         admit(vm, now);
                         running += mine;
                 } else if (now >= vm->admit_deadline_ms) {
-                        refuse(d, vm, d->host.budget > others ? d->host.budget - others : 0);
+                        uint64_t room = d->host.budget > others ? d->host.budget - others : 0;
+
+                        /*
+                         * A restart is a running guest: rather than stop it because others
+                         * shrink slowly, it starts with what is free now (smart paging
+                         * bridges the rest) as long as that reaches its minimum.
+                         */
+                        room = ALIGN_DOWN(room, MEM_BLOCK_SIZE);
+                        if (vm->state == VM_RESTARTING && room >= vm->settings.minimum) {
+                                vm->grant = MIN(vm->grant, room);
+                                admit(vm, now);
+                                running += vm->grant;
+                        } else {
+                                refuse(d, vm, room);
+                        }
                 } else {
                         waiting += mine;
                 }

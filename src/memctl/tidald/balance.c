@@ -38,7 +38,7 @@ static void pinned_input(const struct vm *vm, struct policy_vm *p)
  * startup memory but the VMM keeps only the admission grant resident: counting the guest's
  * memory would take the gap from the budget a second time, since it sits in the paging file.
  */
-static uint64_t held_by(const struct vm *vm)
+uint64_t vm_held(const struct vm *vm)
 {
         if (vm->paging.active && vm->paging_limit)
                 return MIN(vm->assigned, vm->paging_limit);
@@ -62,7 +62,7 @@ void balance_input(const struct vm *vm, uint64_t now, struct policy_vm *p)
                 .have_demand = vm->have_demand,
                 .demand = vm->demand,
                 .fresh = vm->fresh && now - vm->last_report_ms <= MEMCTL_STALE_MS,
-                .assigned = held_by(vm),
+                .assigned = vm_held(vm),
                 .grant = vm->grant,
         };
 }

@@ -7,6 +7,12 @@
 #include "memctl/policy/policy.h"
 #include "memctl/tidald/tidald.h"
 
+/*
+ * Host memory the VM holds: what it has, except that under smart paging only the admission
+ * grant is resident (the rest is in the paging file).
+ */
+uint64_t vm_held(const struct vm *vm);
+
 /* The policy's input for one VM. */
 void balance_input(const struct vm *vm, uint64_t now, struct policy_vm *p);
 
