@@ -73,13 +73,17 @@ static int make_dir(const char *dir)
 
 static int open_new(const char *path, bool *direct)
 {
-        int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0600);
+        int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 
-        *direct = fd >= 0;
-        /* Some file systems (tmpfs before 6.6) refuse O_DIRECT: buffered I/O then. */
-        if (fd < 0 && errno == EINVAL)
-                fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        return fd < 0 ? -errno : fd;
+        if (fd < 0)
+                return -errno;
+        /*
+         * Some file systems (tmpfs before 6.6) refuse O_DIRECT: buffered I/O then. Asked for
+         * after the file exists: open(O_CREAT | O_DIRECT) on those creates the file and then
+         * fails, so that a retry with O_EXCL would find it (EEXIST).
+         */
+        *direct = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_DIRECT) == 0;
+        return fd;
 }
 
 int paging_file_create(struct paging_file *f, const char *dir, const char *name, uint64_t size)
