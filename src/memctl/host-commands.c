@@ -14,18 +14,13 @@
 
 #include "memctl/ctl.h"
 #include "tidal/api.h"
+#include "tidal/json.h"
 #include "tidal/memctl-proto.h"
 #include "tidal/parse.h"
 
 #define CELL_MAX           (MEMCTL_NAME_MAX + 1)
 #define DEFAULT_INTERVAL_S 1
 #define CLEAR_SCREEN       "\033[H\033[2J"
-
-static void json_putp(struct json_object **o)
-{
-        json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_putp)
 
 enum column {
         COL_NAME,

@@ -6,14 +6,9 @@
 
 #include "memctl/ctl.h"
 #include "tidal/api.h"
+#include "tidal/json.h"
 #include "tidal/memory-settings.h"
 #include "tidal/parse.h"
-
-static void json_putp(struct json_object **o)
-{
-        json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_putp)
 
 /* {"cmd":CMD} plus, when key is not NULL, {KEY:value}. NULL when out of memory. */
 static struct json_object *request_new(const char *cmd, const char *key, uint64_t value)

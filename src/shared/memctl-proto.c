@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tidal/json.h"
 #include "tidal/macro.h"
 #include "tidal/memctl-proto.h"
 
@@ -17,12 +18,6 @@
 #define AMOUNT_MAX  MEM_SETTINGS_MAX       /* assigned, grant, balloon, plugged, target */
 #define DEMAND_MAX  (MEM_SETTINGS_MAX * 4) /* a guest under pressure may ask past its maximum */
 #define COUNTER_MAX ((uint64_t)INT64_MAX)  /* paging counters and file size */
-
-static void json_putp(struct json_object **o)
-{
-        json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_putp)
 
 static int _printf_(3, 4) fail(char *err, size_t errlen, const char *fmt, ...)
 {

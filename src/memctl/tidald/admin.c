@@ -11,14 +11,9 @@
 
 #include "memctl/tidald/balance.h"
 #include "memctl/tidald/tidald.h"
+#include "tidal/json.h"
 #include "tidal/log.h"
 #include "tidal/macro.h"
-
-static void json_putp(struct json_object **o)
-{
-        json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_putp)
 
 static void send_json(struct conn *c, struct json_object *o)
 {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "tidal/api.h"
+#include "tidal/json.h"
 #include "tidal/macro.h"
 #include "tidal/memory-settings.h"
 #include "vmm/api/protocol.h"
@@ -61,12 +62,6 @@ static const char *const balloon_stat_names[API_BALLOON_STATS_MAX] = {
         "async_reclaims",
         "direct_reclaims",
 };
-
-static void json_putp(struct json_object **o)
-{
-        json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_putp)
 
 static int _printf_(3, 4) fail(char *err, size_t errlen, const char *fmt, ...)
 {

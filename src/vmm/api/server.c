@@ -17,6 +17,7 @@
 
 #include "tidal/api.h"
 #include "tidal/event-loop.h"
+#include "tidal/json.h"
 #include "tidal/log.h"
 #include "tidal/macro.h"
 #include "vmm/api/protocol.h"
@@ -51,11 +52,6 @@ struct api_server {
         struct api_conn *conns;
         unsigned nr_conns;
 };
-
-static void json_putp(struct json_object **o)
-{
-        json_object_put(*o);
-}
 
 /* ---- connections ---- */
 
