@@ -24,9 +24,10 @@ class Context:
     def log(self, name):
         return os.path.join(self.log_dir, name + ".log")
 
-    def tidal_argv(self, memory="256M", cpus=1, extra=()):
+    def tidal_argv(self, memory="256M", cpus=1, extra=(), cmdline_extra=""):
+        cmdline = (GUEST_CMDLINE + " " + cmdline_extra).strip()
         return [self.tidal, "run", "--kernel", self.kernel, "--initrd", self.initrd,
-                "--cmdline", GUEST_CMDLINE, "--memory", memory, "--cpus", str(cpus)] + list(extra)
+                "--cmdline", cmdline, "--memory", memory, "--cpus", str(cpus)] + list(extra)
 
     def start(self, name, **kw):
         return Guest(self.tidal_argv(**kw), self.log(name))
@@ -489,20 +490,22 @@ def dynmem_grow_shrink(ctx):
             check(memory_info(ctx, sock)["minimum_bytes"] == 128 * mib, "minimum not lowered")
 
             # At maximum the guest can have no more; raising maximum lets it grow further.
-            # 760 MiB held wants ~1090 MiB with the buffer: past maximum, so the guest is held
-            # at 1 GiB (Low). Not more: hot-plugged memory is ZONE_MOVABLE, and a guest whose
-            # kernel zones (its 256 MiB of boot RAM) fill up cannot allocate the memmap of the
-            # next block it would plug, so Linux's driver could not grow it even after maximum
-            # is raised (the e2e-dynmem flake: plugging stopped at the old maximum).
+            # A larger buffer (changed freely at runtime) puts the guest's want past maximum
+            # with 640 MiB held: ~740 MiB demand wants ~1480 MiB, so it is held at 1 GiB (Low).
+            # Not by holding more: hot-plugged memory is ZONE_MOVABLE, and a guest held at
+            # maximum whose user pages spill into its kernel zone (its 256 MiB of boot RAM)
+            # cannot allocate the memmap of the next block, nor its own page tables: Linux's
+            # driver could not grow it after maximum is raised, and the OOM killer fires (the
+            # e2e-dynmem flake: plugging stopped at the old maximum).
             held = grow_by_steps(ctx, g, sock, 640, 48)
-            g.cmd("alloc 120", timeout=300)
-            held += 120
-            time.sleep(5)
-            m = memory_info(ctx, sock)
-            check(m["assigned_bytes"] <= 1 << 30 and m["status"] != "OK",
-                  "at maximum: %r" % m)
+            ctx.tidalctl(sock, "memory", "buffer=100")
+            wait_until("the guest held at maximum (status Low)", lambda: (
+                lambda m: m["assigned_bytes"] == 1 << 30 and m["status"] == "Low")(
+                    memory_info(ctx, sock)), 120)
             ctx.tidalctl(sock, "memory", "maximum=2G")
             wait_status_ok(ctx, sock, "after raising maximum", g=g)
+            check(memory_info(ctx, sock)["assigned_bytes"] > 1 << 30, "OK without growing")
+            ctx.tidalctl(sock, "memory", "buffer=30")
             held = grow_by_steps(ctx, g, sock, 1100, 48, held)
             check(memory_info(ctx, sock)["assigned_bytes"] > 1 << 30, "did not grow past 1 GiB")
         finally:
