@@ -135,10 +135,8 @@ static void load_modules(void)
         fclose(f);
 }
 
-static void early_setup(void)
+static void early_setup(char *cmdline, size_t len)
 {
-        char cmdline[4096] = "";
-
         do_mount("proc", "/proc", "proc", NULL);
         do_mount("sysfs", "/sys", "sysfs", NULL);
         do_mount("devtmpfs", "/dev", "devtmpfs", "mode=0755");
@@ -147,10 +145,9 @@ static void early_setup(void)
         mount("devpts", "/dev/pts", "devpts", MS_NOSUID, NULL);
         open_console();
         /* Hot-plugged (virtio-mem) memory must be onlined without udev. */
-        read_text("/proc/cmdline", cmdline, sizeof(cmdline));
+        read_text("/proc/cmdline", cmdline, len);
         if (!strstr(cmdline, "memhp_default_state="))
                 write_text("/sys/devices/system/memory/auto_online_blocks", "online_movable");
-        load_modules();
         setenv("PATH", "/bin:/sbin:/usr/bin:/usr/sbin", 1);
         setenv("HOME", "/", 1);
         setenv("TERM", "vt100", 0);
@@ -681,11 +678,37 @@ static int read_line(char *buf, size_t len)
         return 1;
 }
 
+/*
+ * tidal.early_pattern=PCT on the kernel command line: run "pattern" over PCT % of MemTotal
+ * before the modules load, on every boot. With no balloon driver yet nothing can take memory
+ * back, so a restart under smart paging must page this out and back in (the e2e test).
+ */
+static void early_pattern(const char *cmdline)
+{
+        const char *opt = strstr(cmdline, "tidal.early_pattern=");
+        unsigned long pct;
+        char arg[32];
+
+        if (!opt)
+                return;
+        pct = strtoul(opt + strlen("tidal.early_pattern="), NULL, 10);
+        if (pct == 0 || pct > 95) {
+                reply_err("pattern", "tidal.early_pattern must be 1..95 (%% of MemTotal)");
+                return;
+        }
+        snprintf(arg, sizeof(arg), "%lu", (unsigned long)meminfo_kb("MemTotal") * pct / 100 / 1024);
+        printf("EARLY pattern %s\n", arg);
+        cmd_pattern(arg);
+}
+
 int main(void)
 {
         static char line[LINE_MAX_LEN];
+        static char cmdline[4096];
 
-        early_setup();
+        early_setup(cmdline, sizeof(cmdline));
+        early_pattern(cmdline);
+        load_modules();
         printf("TIDAL-GUEST-READY cpus=%ld memtotal_kb=%ld uptime_ms=%ld\n",
                sysconf(_SC_NPROCESSORS_ONLN), meminfo_kb("MemTotal"), uptime_ms());
         for (;;) {

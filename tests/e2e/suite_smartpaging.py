@@ -8,22 +8,25 @@ import subprocess
 import tempfile
 import time
 
-from guest import GuestError
 from suite_memctl import Daemon, stop_all
 from suites import api_socket, check, memory_info, wait_fresh_stats, wait_until
 
 MIB = 1 << 20
 BUDGET_MIB = 1024
 STARTUP_MIB = 512
+# small's init writes and checks a pattern over this much of MemTotal before its balloon driver
+# loads, on every boot: in the restart nothing can take memory back meanwhile, so the guest
+# uses more than its grant and smart paging must page out and in.
+EARLY_PATTERN_PCT = 85
 
 
-def start(ctx, daemon, name, weight, buffer, extra=()):
+def start(ctx, daemon, name, weight, buffer, extra=(), cmdline_extra=""):
     sock = api_socket(name)
     g = ctx.start("smartpaging_" + name,
                   memory="startup=%dM,minimum=128M,maximum=1G,buffer=%d,weight=%d" %
                   (STARTUP_MIB, buffer, weight),
                   extra=["--name", name, "--api-socket", sock, "--memctl-socket",
-                         daemon.socket] + list(extra))
+                         daemon.socket] + list(extra), cmdline_extra=cmdline_extra)
     g.__enter__()
     return g, sock
 
@@ -42,12 +45,13 @@ def grant_of(ctx, sock):
     return json.loads(ctx.tidalctl(sock, "info", "--json"))["info"]["memctl"]["grant_bytes"]
 
 
-def squeeze_small(ctx, daemon, paging_dir, guests):
+def squeeze_small(ctx, daemon, paging_dir, guests, cmdline_extra=""):
     """Starts small (weight 1000, paging in paging_dir) and big (weight 9000, buffer 10 %); big
     grows until it holds most of the budget and small is at its minimum. Returns small and its
     control socket."""
     small, small_sock = start(ctx, daemon, "small", 1000, 20,
-                              extra=["--smart-paging-dir", paging_dir])
+                              extra=["--smart-paging-dir", paging_dir],
+                              cmdline_extra=cmdline_extra)
     guests.append(small)
     small.wait_ready()
     # big keeps a 10 % buffer: room for each next 16 MiB step without waiting for small to
@@ -92,7 +96,9 @@ def smartpaging_restart(ctx):
     paging_file = os.path.join(paging_dir, "small.paging")
     guests = []
     try:
-        small, small_sock = squeeze_small(ctx, daemon, paging_dir, guests)
+        small, small_sock = squeeze_small(
+            ctx, daemon, paging_dir, guests,
+            cmdline_extra="tidal.early_pattern=%d" % EARLY_PATTERN_PCT)
         check(not os.path.exists(paging_file), "a paging file before any restart")
 
         # The reboot: tidald cannot find 512 MiB, grants part of it; smart paging starts
@@ -112,20 +118,18 @@ def smartpaging_restart(ctx):
         print("smart paging started with %s resident (grant %d MiB); tidald: %r" %
               (m.group(1), grant >> 20, listed))
 
-        # The guest reaches its init with part of its RAM in the file.
-        ready = small.wait_ready(timeout=600)
-        check(paging_info(ctx, small_sock)["active"], "paging ended before the guest's init ran")
-
-        # Most of its RAM, while the balloon cannot take the guest down to its grant (the
-        # pattern holds the memory): pages go out to the file and come back correct.
-        pattern_mib = int(ready["memtotal_kb"] / 1024 * 0.85)
-        small.cmd("pattern %d" % pattern_mib, timeout=1200)
+        # The guest reaches its init, which writes a pattern over most of its RAM before any
+        # driver could give memory back: pages go out to the file and come back correct.
+        early = small.wait_for(r"(?m)^EARLY pattern (\d+)\r?\n", 600)
+        result = small.wait_for(r"(?m)^(OK pattern|ERR pattern)[^\r\n]*", 1800)
         during = paging_info(ctx, small_sock)
-        print("after pattern %d MiB: %r" % (pattern_mib, during))
-        check(during["active"] or during["pages_out"] > 0,
-              "nothing was paged out while the pattern ran: %r" % during)
-        check("smart paging: ended" not in small.stderr() or during["pages_out"] > 0,
-              "paging ended before the pattern ran: %r" % during)
+        print("early pattern over %s MiB: %s; paging %r" % (early.group(1), result.group(0),
+                                                             during))
+        check(result.group(1) == "OK pattern", "the pattern under smart paging: %s; console:\n%s"
+              % (result.group(0), small.text()[-2000:]))
+        check(during["pages_out"] > 0 and during["pages_in"] > 0,
+              "the pattern did not page out and back in: %r" % during)
+        small.wait_ready(timeout=600)
 
         # The balloon brings the guest within its grant; paging ends, the file goes.
         wait_until("smart paging to end", lambda: "smart paging: ended" in small.stderr(), 900,
@@ -156,7 +160,7 @@ def smartpaging_restart(ctx):
 
 
 def smartpaging_disk_full(ctx):
-    """A paging file system that fills up (16 MiB for a gap of hundreds) while the guest
+    """A paging file system that fills up (16 MiB for a gap of hundreds) while the guest's init
     writes most of its RAM: tidal stops the VM with a clear error and exit status 1 instead of
     running it with memory it cannot read back, although its vCPU then waits for pages that
     are in the file; no paging file is left."""
@@ -166,15 +170,12 @@ def smartpaging_disk_full(ctx):
                    check=True)
     guests = []
     try:
-        small, small_sock = squeeze_small(ctx, daemon, paging_dir, guests)
+        small, small_sock = squeeze_small(
+            ctx, daemon, paging_dir, guests,
+            cmdline_extra="tidal.early_pattern=%d" % EARLY_PATTERN_PCT)
         small.send("reboot")
         wait_stderr(small, r"smart paging: started", 300)
-        try:
-            ready = small.wait_ready(timeout=600)
-            small.send("pattern %d" % int(ready["memtotal_kb"] / 1024 * 0.6))
-        except GuestError:
-            pass  # it may have filled the file system while booting: the checks below say
-
+        # The early pattern writes hundreds of MiB past the grant: the file system fills.
         rc = small.wait_exit(timeout=900)
         err = small.stderr()
         check(rc == 1, "tidal exited %s after the paging file system filled up, expected 1" % rc)
