@@ -114,6 +114,17 @@ static inline bool virtio_dev_running(const struct virtio_dev *dev)
 
 /* Device helpers implemented by the transport-independent core (src/vmm/virtio/virtio-dev.c). */
 
+/*
+ * Binds a device to its transport: the fields every transport (or a test or fuzzer standing in
+ * for one) fills in before the driver sees the device. 0 or a negative errno.
+ */
+int virtio_dev_attach(struct virtio_dev *dev, const struct virtio_transport_ops *transport,
+                      void *transport_priv, const struct guest_mem *mem, struct event_loop *loop);
+/* Undoes virtio_dev_attach(). */
+void virtio_dev_detach(struct virtio_dev *dev);
+/* A transport that raises no interrupt: for a device driven by a test or a fuzzer. */
+extern const struct virtio_transport_ops virtio_transport_silent;
+
 /* The guest broke the protocol: set DEVICE_NEEDS_RESET, log once with the reason. */
 void virtio_dev_needs_reset(struct virtio_dev *dev, const char *reason);
 

@@ -83,18 +83,14 @@ static struct ctx *ctx_new(const struct balloon_options *opts)
         assert_int_equal(guest_mem_init(&c->gm, "test-balloon", RAM_SIZE, HOLE), 0);
         assert_int_equal(balloon_new(opts, &c->gm, &c->b), 0);
         c->dev = balloon_virtio_dev(c->b);
-        /* What virtio_pci_create() fills in. */
-        assert_int_equal(pthread_mutex_init(&c->dev->lock, NULL), 0);
-        c->dev->transport = &fake_transport;
-        c->dev->transport_priv = c;
-        c->dev->mem = &c->gm;
+        assert_int_equal(virtio_dev_attach(c->dev, &fake_transport, c, &c->gm, NULL), 0);
         c->data_next = DATA_GPA;
         return c;
 }
 
 static void ctx_free(struct ctx *c)
 {
-        pthread_mutex_destroy(&c->dev->lock);
+        virtio_dev_detach(c->dev);
         balloon_free(c->b);
         guest_mem_release(&c->gm);
         free(c);
@@ -744,7 +740,7 @@ static void test_free_flushes(void **state)
         touch(c, 4 * MiB, MiB);
         inflate(c, 1024, 256);
         before = blocks(c);
-        pthread_mutex_destroy(&c->dev->lock);
+        virtio_dev_detach(c->dev);
         balloon_free(c->b);
         assert_true(before - blocks(c) >= MiB);
         guest_mem_release(&c->gm);

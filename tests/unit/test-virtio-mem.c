@@ -90,18 +90,14 @@ static struct ctx *ctx_new(void)
         assert_int_equal(guest_mem_map(&c->gm, "test-virtio-mem"), 0);
         assert_int_equal(virtio_mem_new(NULL, &c->gm, &c->m), 0);
         c->dev = virtio_mem_virtio_dev(c->m);
-        /* What virtio_pci_create() fills in. */
-        assert_int_equal(pthread_mutex_init(&c->dev->lock, NULL), 0);
-        c->dev->transport = &fake_transport;
-        c->dev->transport_priv = c;
-        c->dev->mem = &c->gm;
+        assert_int_equal(virtio_dev_attach(c->dev, &fake_transport, c, &c->gm, NULL), 0);
         c->data_next = DATA_GPA;
         return c;
 }
 
 static void ctx_free(struct ctx *c)
 {
-        pthread_mutex_destroy(&c->dev->lock);
+        virtio_dev_detach(c->dev);
         virtio_mem_free(c->m);
         guest_mem_release(&c->gm);
         free(c);

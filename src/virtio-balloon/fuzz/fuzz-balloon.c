@@ -48,19 +48,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         return 0;
 }
 
-static void signal_nothing(struct virtio_dev *dev, unsigned idx)
-{
-}
-
-static void signal_config_nothing(struct virtio_dev *dev)
-{
-}
-
-static const struct virtio_transport_ops transport = {
-        .signal_queue = signal_nothing,
-        .signal_config = signal_config_nothing,
-};
-
 /* Negotiates like the transport would and enables every queue (extra ones have no role). */
 static void start(struct virtio_dev *dev, const struct header *h)
 {
@@ -154,15 +141,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (balloon_new(&opts, &gm, &b) < 0)
                 abort();
         dev = balloon_virtio_dev(b);
-        pthread_mutex_init(&dev->lock, NULL);
-        dev->transport = &transport;
-        dev->mem = &gm;
+        if (virtio_dev_attach(dev, &virtio_transport_silent, NULL, &gm, NULL) < 0)
+                abort();
 
         start(dev, &h);
         for (unsigned i = 0; i < NR_OPS; i++)
                 run_op(b, &h, h.ops[i]);
 
-        pthread_mutex_destroy(&dev->lock);
+        virtio_dev_detach(dev);
         balloon_free(b);
         return 0;
 }

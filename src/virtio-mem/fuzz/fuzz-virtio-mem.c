@@ -50,19 +50,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         return 0;
 }
 
-static void signal_nothing(struct virtio_dev *dev, unsigned idx)
-{
-}
-
-static void signal_config_nothing(struct virtio_dev *dev)
-{
-}
-
-static const struct virtio_transport_ops transport = {
-        .signal_queue = signal_nothing,
-        .signal_config = signal_config_nothing,
-};
-
 /* Every input starts from an empty region. */
 static void unplug_everything(void)
 {
@@ -181,16 +168,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (virtio_mem_new(&opts, &gm, &m) < 0)
                 abort();
         dev = virtio_mem_virtio_dev(m);
-        pthread_mutex_init(&dev->lock, NULL);
-        dev->transport = &transport;
-        dev->mem = &gm;
+        if (virtio_dev_attach(dev, &virtio_transport_silent, NULL, &gm, NULL) < 0)
+                abort();
 
         start(dev, &h);
         for (unsigned i = 0; i < NR_OPS; i++)
                 run_op(m, &h, h.ops[i]);
         check(m);
 
-        pthread_mutex_destroy(&dev->lock);
+        virtio_dev_detach(dev);
         virtio_mem_free(m);
         return 0;
 }

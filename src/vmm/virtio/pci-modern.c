@@ -748,11 +748,7 @@ static void vpci_free(struct virtio_pci *vpci)
                         kvm_msi_route_free(vpci->vm, vec->gsi);
         }
         if (vpci->lock_initialized)
-                pthread_mutex_destroy(&dev->lock);
-        if (dev && dev->transport_priv == vpci) {
-                dev->transport = NULL;
-                dev->transport_priv = NULL;
-        }
+                virtio_dev_detach(dev);
         free(vpci);
 }
 
@@ -932,16 +928,10 @@ int virtio_pci_create(struct pci_bus *pci, struct kvm_vm *vm, struct event_loop 
         vpci->nr_vectors = dev->ops->nr_queues + 1;
         vpci->config_vector = VIRTIO_MSI_NO_VECTOR;
 
-        r = pthread_mutex_init(&dev->lock, NULL);
-        if (r)
-                return -r;
+        r = virtio_dev_attach(dev, &vpci_transport_ops, vpci, mem, loop);
+        if (r < 0)
+                return r;
         vpci->lock_initialized = true;
-        dev->transport = &vpci_transport_ops;
-        dev->transport_priv = vpci;
-        dev->mem = mem;
-        dev->loop = loop;
-        dev->status = 0;
-        dev->driver_features = 0;
         vpci->device_features = dev->ops->features ? dev->ops->features(dev) : 0;
         vpci->device_features =
                 (vpci->device_features | TRANSPORT_FEATURES) & ~FEATURES_NOT_OFFERED;

@@ -6,6 +6,45 @@
 #include "tidal/virtio-dev.h"
 #include "tidal/log.h"
 
+int virtio_dev_attach(struct virtio_dev *dev, const struct virtio_transport_ops *transport,
+                      void *transport_priv, const struct guest_mem *mem, struct event_loop *loop)
+{
+        int r = pthread_mutex_init(&dev->lock, NULL);
+
+        if (r)
+                return -r;
+        dev->transport = transport;
+        dev->transport_priv = transport_priv;
+        dev->mem = mem;
+        dev->loop = loop;
+        dev->status = 0;
+        dev->driver_features = 0;
+        return 0;
+}
+
+void virtio_dev_detach(struct virtio_dev *dev)
+{
+        pthread_mutex_destroy(&dev->lock);
+        dev->transport = NULL;
+        dev->transport_priv = NULL;
+}
+
+static void signal_queue_silent(struct virtio_dev *dev, unsigned idx)
+{
+        (void)dev;
+        (void)idx;
+}
+
+static void signal_config_silent(struct virtio_dev *dev)
+{
+        (void)dev;
+}
+
+const struct virtio_transport_ops virtio_transport_silent = {
+        .signal_queue = signal_queue_silent,
+        .signal_config = signal_config_silent,
+};
+
 void virtio_dev_needs_reset(struct virtio_dev *dev, const char *reason)
 {
         bool was_running = dev->status & VIRTIO_STATUS_DRIVER_OK;
