@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "memctl/client.h"
 #include "tidal/api.h"
 #include "tidal/macro.h"
+#include "tidal/unix-socket.h"
 
 #define BUF_INITIAL 4096
 
@@ -35,24 +37,23 @@ static int set_timeouts(int fd, int timeout_ms)
 
 int api_client_connect(const char *path, int timeout_ms, size_t reply_max, struct api_client **ret)
 {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -1;
         struct api_client *c;
         int r;
 
         if (reply_max == 0 || reply_max >= SIZE_MAX)
                 return -EINVAL;
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
+        /* Non-blocking: a server whose backlog is full would hold a blocking connect. */
+        r = unix_connect(path, true, &fd);
+        if (r == -EAGAIN)
+                return -ETIMEDOUT;
+        if (r < 0)
+                return r;
+        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
                 return -errno;
         r = set_timeouts(fd, timeout_ms);
         if (r < 0)
                 return r;
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                return errno == EAGAIN || errno == EINPROGRESS ? -ETIMEDOUT : -errno;
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;

@@ -18,6 +18,7 @@
 #include "tidal/memctl-proto.h"
 #include "tidal/memory-settings.h"
 #include "tidal/parse.h"
+#include "tidal/unix-socket.h"
 
 #define DEFAULT_TIMEOUT_S 10
 #define MAX_TIMEOUT_S     3600
@@ -159,7 +160,7 @@ static const struct ctl_command *find_command(const char *name)
 
 static bool socket_path_valid(const char *path)
 {
-        return path[0] != '\0' && strlen(path) < sizeof(((struct sockaddr_un *)NULL)->sun_path);
+        return path[0] != '\0' && strlen(path) <= UNIX_PATH_MAX_LEN;
 }
 
 /* A size option (--minimum, --maximum) into *ret; remembers that it was given. */

@@ -11,6 +11,7 @@
 #include "tidal/macro.h"
 #include "tidal/memctl-proto.h"
 #include "tidal/parse.h"
+#include "tidal/unix-socket.h"
 #include "vmm/cli.h"
 
 #define DEFAULT_CMDLINE "console=ttyS0"
@@ -318,15 +319,13 @@ static int parse_balloon(const char *arg, struct vm_config *cfg, char *err, size
 
 static int parse_memctl_socket(const char *arg, struct vm_config *cfg, char *err, size_t err_size)
 {
-        struct sockaddr_un sa;
-
         if (cfg->memctl == MEMCTL_MODE_OFF)
                 return fail(err, err_size, "--no-memctl and --memctl-socket conflict");
         if (arg[0] == '\0')
                 return fail(err, err_size, "--memctl-socket: empty path");
-        if (strlen(arg) >= sizeof(sa.sun_path))
+        if (strlen(arg) > UNIX_PATH_MAX_LEN)
                 return fail(err, err_size, "--memctl-socket: path longer than %zu bytes",
-                            sizeof(sa.sun_path) - 1);
+                            UNIX_PATH_MAX_LEN);
         cfg->memctl = MEMCTL_MODE_SOCKET;
         cfg->memctl_socket = arg;
         return 0;

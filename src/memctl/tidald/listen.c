@@ -17,39 +17,7 @@
 #include "memctl/tidald/tidald.h"
 #include "tidal/log.h"
 #include "tidal/macro.h"
-
-static int fill_address(const char *path, struct sockaddr_un *sa)
-{
-        if (strlen(path) >= sizeof(sa->sun_path))
-                return log_error("socket path %s is longer than %zu bytes", path,
-                                 sizeof(sa->sun_path) - 1),
-                       -ENAMETOOLONG;
-        *sa = (struct sockaddr_un){.sun_family = AF_UNIX};
-        strcpy(sa->sun_path, path);
-        return 0;
-}
-
-/* -EADDRINUSE if a daemon answers on path; 0 once a stale socket is gone or there was none. */
-static int remove_stale(const char *path, const struct sockaddr_un *sa)
-{
-        _cleanup_close_ int fd = -1;
-        struct stat st;
-
-        if (lstat(path, &st) < 0)
-                return errno == ENOENT ? 0 : log_errno(errno, "cannot inspect %s", path);
-        if (!S_ISSOCK(st.st_mode))
-                return log_error("%s exists and is not a socket", path), -EEXIST;
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return log_errno(errno, "socket");
-        if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
-                return log_error("another tidald is listening on %s", path), -EADDRINUSE;
-        if (errno != ECONNREFUSED)
-                return log_errno(errno, "cannot tell whether %s is in use", path);
-        if (unlink(path) < 0 && errno != ENOENT)
-                return log_errno(errno, "cannot remove the stale socket %s", path);
-        return 0;
-}
+#include "tidal/unix-socket.h"
 
 static int set_group(const char *path, const char *group)
 {
@@ -68,15 +36,18 @@ static int create_socket(struct daemon *d, const char *path, const char *group)
 {
         _cleanup_close_ int fd = -1;
         struct sockaddr_un sa;
+        const char *why = NULL;
         mode_t old_umask;
         int r;
 
-        r = fill_address(path, &sa);
+        r = unix_address(path, &sa);
         if (r < 0)
-                return r;
-        r = remove_stale(path, &sa);
+                return log_errno(r, "socket path %s", path);
+        r = unix_clear_stale(&sa, &why);
+        if (r == -EADDRINUSE)
+                return log_error("another tidald is listening on %s", path), r;
         if (r < 0)
-                return r;
+                return log_errno(r, "%s: %s", path, why);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return log_errno(errno, "socket");

@@ -10,8 +10,7 @@
 #include <unistd.h>
 
 #include "tidal/api.h"
-
-#define SUN_PATH_MAX (sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1)
+#include "tidal/unix-socket.h"
 
 /* Names become file names: no separators, nothing hidden, nothing empty. */
 static bool name_is_file_name(const char *name)
@@ -33,14 +32,14 @@ int api_socket_default_path(const char *name, char *buf, size_t size)
                         return -ENXIO;
         }
         n = snprintf(buf, size, "%s/tidal/%s.sock", runtime, name);
-        if (n < 0 || (size_t)n >= size || (size_t)n > SUN_PATH_MAX)
+        if (n < 0 || (size_t)n >= size || (size_t)n > UNIX_PATH_MAX_LEN)
                 return -ENAMETOOLONG;
         return 0;
 }
 
 int api_socket_make_dir(const char *path)
 {
-        char dir[SUN_PATH_MAX + 1];
+        char dir[UNIX_PATH_MAX_LEN + 1];
         const char *slash = strrchr(path, '/');
         struct stat st;
         size_t len;

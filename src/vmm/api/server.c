@@ -20,6 +20,7 @@
 #include "tidal/json.h"
 #include "tidal/log.h"
 #include "tidal/macro.h"
+#include "tidal/unix-socket.h"
 #include "vmm/api/protocol.h"
 #include "vmm/api/server.h"
 
@@ -386,59 +387,6 @@ static void on_listen_event(void *opaque, uint32_t events)
         }
 }
 
-static int make_address(const char *path, struct sockaddr_un *sa, const char **why)
-{
-        size_t len = strlen(path);
-
-        *sa = (struct sockaddr_un){.sun_family = AF_UNIX};
-        if (len == 0 || len >= sizeof(sa->sun_path)) {
-                *why = len ? "the path is too long for a Unix socket (107 bytes at most)"
-                           : "the path is empty";
-                return len ? -ENAMETOOLONG : -EINVAL;
-        }
-        memcpy(sa->sun_path, path, len + 1);
-        return 0;
-}
-
-/*
- * A socket file left at path is either another instance's (it answers: leave it) or a dead
- * one's (nothing listens: replace it). Anything else at path is not ours to remove.
- */
-static int clear_stale_socket(const struct sockaddr_un *sa, const char **why)
-{
-        _cleanup_close_ int fd = -1;
-        struct stat st;
-
-        if (lstat(sa->sun_path, &st) < 0) {
-                *why = "cannot look at the path";
-                return errno == ENOENT ? 0 : -errno;
-        }
-        if (!S_ISSOCK(st.st_mode)) {
-                *why = "the path exists and is not a socket";
-                return -EEXIST;
-        }
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0) {
-                *why = "cannot create a socket";
-                return -errno;
-        }
-        /* EAGAIN: it listens but its backlog is full, so it is alive. */
-        if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0 || errno == EAGAIN) {
-                *why = "another process is serving this socket (is this VM already running?)";
-                return -EADDRINUSE;
-        }
-        if (errno != ECONNREFUSED) {
-                *why = "cannot tell whether the existing socket is in use";
-                return -errno;
-        }
-        log_debug("control socket: replacing the stale socket '%s'", sa->sun_path);
-        if (unlink(sa->sun_path) < 0 && errno != ENOENT) {
-                *why = "cannot remove the stale socket";
-                return -errno;
-        }
-        return 0;
-}
-
 static int listen_on(struct api_server *s, const struct sockaddr_un *sa, const char **why)
 {
         _cleanup_close_ int fd = -1;
@@ -504,9 +452,14 @@ int api_server_new(struct event_loop *loop, const char *path, const struct api_o
                 free(s);
                 return -ENOMEM;
         }
-        r = make_address(path, &sa, why);
+        r = unix_address(path, &sa);
+        if (r < 0)
+                *why = r == -EINVAL ? "the path is empty"
+                                    : "the path is too long for a Unix socket (107 bytes at most)";
         if (r >= 0)
-                r = clear_stale_socket(&sa, why);
+                r = unix_clear_stale(&sa, why);
+        if (r == -EADDRINUSE)
+                *why = "another process is serving this socket (is this VM already running?)";
         if (r >= 0)
                 r = listen_on(s, &sa, why);
         if (r >= 0) {

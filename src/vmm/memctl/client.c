@@ -12,6 +12,7 @@
 #include "tidal/log.h"
 #include "tidal/macro.h"
 #include "tidal/parse.h"
+#include "tidal/unix-socket.h"
 #include "vmm/dynmem/dynmem.h"
 #include "vmm/memctl/client.h"
 #include "vmm/memctl/wire.h"
@@ -48,24 +49,6 @@ struct memctl_client {
 };
 
 static void on_conn_event(void *opaque, uint32_t events);
-
-static int connect_socket(const char *path, int *ret)
-{
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        _cleanup_close_ int fd = -1;
-
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return -errno;
-        /* A Unix socket connects at once or not at all (EAGAIN: its backlog is full). */
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                return -errno;
-        *ret = TAKE_FD(fd);
-        return 0;
-}
 
 static void current_vm(struct memctl_client *c, struct memctl_vm *vm)
 {
@@ -327,7 +310,7 @@ static void on_retry(void *opaque, uint32_t events)
 
         if (c->fd >= 0)
                 return;
-        r = connect_socket(c->socket, &fd);
+        r = unix_connect(c->socket, true, &fd);
         if (r < 0) {
                 log_debug("tidald at %s: still not there: %s", c->socket, strerror(-r));
                 return;
@@ -374,7 +357,7 @@ int memctl_client_new(const struct memctl_client_config *cfg, struct memctl_clie
         if (r >= 0)
                 r = event_loop_add_timer(c->loop, 0, on_retry, c, &c->retry);
         if (r >= 0)
-                r = connect_socket(c->socket, &fd);
+                r = unix_connect(c->socket, true, &fd);
         if (r < 0) {
                 memctl_client_free(c);
                 return r;
