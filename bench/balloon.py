@@ -53,7 +53,7 @@ import sys
 import tempfile
 import time
 
-from common import (Guest, emit, in_rig_or_direct, median, prepare_guest, qemu_argv,
+from common import (Guest, add_rig_args, emit, main_here_or_in_rig, median, qemu_argv,
                     rss_split_kib, tidal_argv)
 
 MIB = 1 << 20
@@ -679,9 +679,7 @@ def main():
                     help="in the nested rig only: first set L1's transparent huge page modes "
                     "for shmem (tidal's memfd) and anonymous memory (QEMU's RAM), e.g. "
                     "never,never; the rig's own are advise,always")
-    ap.add_argument("--inside", action="store_true")
-    ap.add_argument("--kernel")
-    ap.add_argument("--initrd")
+    add_rig_args(ap)
     args = ap.parse_args()
     if args.rig_thp and len(args.rig_thp.split(",")) != 2:
         ap.error("--rig-thp takes SHMEM,ANON, e.g. never,never")
@@ -689,28 +687,10 @@ def main():
     args.build_dir = os.path.abspath(args.build_dir)
     args.tidalctl = os.path.join(args.build_dir, "src", "memctl", "tidalctl")
 
-    if not args.inside:
-        kernel, initrd = prepare_guest(args.build_dir)
-        argv = [sys.executable, os.path.abspath(__file__), "--inside",
-                "--tidal", args.tidal, "--build-dir", args.build_dir,
-                "--runs", str(args.runs), "--memory", str(args.memory),
-                "--cpus", str(args.cpus), "--touch", str(args.touch),
-                "--inflate", str(args.inflate), "--tidal-balloon", args.tidal_balloon,
-                "--tidal-client", args.tidal_client, "--count", args.count,
-                "--kernel", kernel, "--initrd", initrd]
-        if args.rig_thp:
-            argv += ["--rig-thp", args.rig_thp]
-        rc = in_rig_or_direct(argv, args.build_dir,
-                              os.path.join(args.build_dir, "bench-balloon-rig.log"))
-        if rc is not None:
-            return rc
-        args.kernel, args.initrd = kernel, initrd
-    if args.count == "strace" and not shutil.which("strace"):
+    if args.inside and args.count == "strace" and not shutil.which("strace"):
         print("strace not found (apt-get install strace, or --count none)", file=sys.stderr)
         return 2
-    run(args, args.kernel, args.initrd)
-    return 0
-
+    return main_here_or_in_rig(__file__, args, run, "bench-balloon-rig.log")
 
 if __name__ == "__main__":
     sys.exit(main())

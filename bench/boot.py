@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from common import (Guest, emit, in_rig_or_direct, median, prepare_guest, qemu_argv,
+from common import (Guest, add_rig_args, emit, main_here_or_in_rig, median, qemu_argv,
                     rss_split_kib, tidal_argv)
 
 
@@ -62,26 +62,12 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--memory", type=int, default=512, help="MiB")
     ap.add_argument("--cpus", type=int, default=1)
-    ap.add_argument("--inside", action="store_true")
-    ap.add_argument("--kernel")
-    ap.add_argument("--initrd")
+    add_rig_args(ap)
     args = ap.parse_args()
     args.tidal = os.path.abspath(args.tidal)
     args.build_dir = os.path.abspath(args.build_dir)
 
-    if not args.inside:
-        kernel, initrd = prepare_guest(args.build_dir)
-        rc = in_rig_or_direct([sys.executable, os.path.abspath(__file__), "--inside",
-                               "--tidal", args.tidal, "--build-dir", args.build_dir,
-                               "--runs", str(args.runs), "--memory", str(args.memory),
-                               "--cpus", str(args.cpus), "--kernel", kernel, "--initrd", initrd],
-                              args.build_dir, os.path.join(args.build_dir, "bench-boot-rig.log"))
-        if rc is not None:
-            return rc
-        args.kernel, args.initrd = kernel, initrd
-    run(args, args.kernel, args.initrd)
-    return 0
-
+    return main_here_or_in_rig(__file__, args, run, "bench-boot-rig.log")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,5 +1,6 @@
 """Shared pieces of tidal's benchmarks: the guest, the peers' command lines, RSS accounting,
 and running inside the nested rig where /dev/kvm is missing."""
+import argparse
 import os
 import statistics
 import sys
@@ -24,6 +25,29 @@ def in_rig_or_direct(argv_inside, build_dir, log, timeout=3600, mem=4096):
             if line.startswith("BENCH"):
                 print(line[len("BENCH "):].rstrip())
     return rc
+
+
+def add_rig_args(ap):
+    """The options main_here_or_in_rig() passes to the copy of a benchmark run in the rig."""
+    ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--kernel", help=argparse.SUPPRESS)
+    ap.add_argument("--initrd", help=argparse.SUPPRESS)
+
+
+def main_here_or_in_rig(script, args, run, log_name):
+    """A benchmark's main: prepares the guest, then calls run(args, kernel, initrd) here when
+    KVM is usable, else runs the script again inside the rig with the same options (and
+    --inside), its log in the build directory as log_name. Returns the exit status."""
+    if not args.inside:
+        kernel, initrd = prepare_guest(args.build_dir)
+        argv = [sys.executable, os.path.abspath(script)] + sys.argv[1:] + [
+            "--inside", "--tidal", args.tidal, "--build-dir", args.build_dir,
+            "--kernel", kernel, "--initrd", initrd]
+        rc = in_rig_or_direct(argv, args.build_dir, os.path.join(args.build_dir, log_name))
+        if rc is not None:
+            return rc
+        args.kernel, args.initrd = kernel, initrd
+    return run(args, args.kernel, args.initrd) or 0
 
 
 def tidal_argv(tidal, kernel, initrd, mem_mib, cpus, extra=()):

@@ -64,7 +64,7 @@ import time
 
 import balloon
 from balloon import FALLOC, MADV, FtraceCounter, Qmp, thp_settings
-from common import CMDLINE, Guest, emit, in_rig_or_direct, median, prepare_guest
+from common import CMDLINE, Guest, add_rig_args, emit, main_here_or_in_rig, median
 from guest import GuestError
 
 MIB = 1 << 20
@@ -629,9 +629,7 @@ def main():
                     "band at these sizes)")
     ap.add_argument("--timeout", type=int, default=300, help="seconds per shrink or grow")
     ap.add_argument("--vmms", default=",".join(VMMS), help="subset of %s" % ",".join(VMMS))
-    ap.add_argument("--inside", action="store_true")
-    ap.add_argument("--kernel")
-    ap.add_argument("--initrd")
+    add_rig_args(ap)
     args = ap.parse_args()
     args.vmms = args.vmms.split(",")
     if set(args.vmms) - set(VMMS):
@@ -639,23 +637,7 @@ def main():
     args.tidal = os.path.abspath(args.tidal)
     args.build_dir = os.path.abspath(args.build_dir)
 
-    if not args.inside:
-        kernel, initrd = prepare_guest(args.build_dir)
-        argv = [sys.executable, os.path.abspath(__file__), "--inside",
-                "--tidal", args.tidal, "--build-dir", args.build_dir, "--runs", str(args.runs),
-                "--cpus", str(args.cpus), "--low", str(args.low), "--high", str(args.high),
-                "--touch", str(args.touch), "--step", str(args.step),
-                "--buffer", str(args.buffer), "--tolerance", str(args.tolerance),
-                "--timeout", str(args.timeout), "--vmms", ",".join(args.vmms),
-                "--kernel", kernel, "--initrd", initrd]
-        rc = in_rig_or_direct(argv, args.build_dir,
-                              os.path.join(args.build_dir, "bench-dynmem-rig.log"))
-        if rc is not None:
-            return rc
-        args.kernel, args.initrd = kernel, initrd
-    run(args, args.kernel, args.initrd)
-    return 0
-
+    return main_here_or_in_rig(__file__, args, run, "bench-dynmem-rig.log")
 
 if __name__ == "__main__":
     sys.exit(main())

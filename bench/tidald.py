@@ -70,11 +70,11 @@ class VM:
         self.sock.sendall(data)
         self.sock.setblocking(False)
 
-    def register(self):
+    def register(self, startup=STARTUP, minimum=STARTUP, weight=5000):
         self.state = "waiting"
-        self.send(dict(msg="register", name=self.name, uuid="", startup_bytes=STARTUP,
-                       minimum_bytes=STARTUP, maximum_bytes=4 * GiB, buffer=20, weight=5000,
-                       running=False))
+        self.send(dict(msg="register", name=self.name, uuid="", startup_bytes=startup,
+                       minimum_bytes=minimum, maximum_bytes=max(4 * GiB, startup), buffer=20,
+                       weight=weight, running=False))
 
     def report(self, demand):
         self.send(dict(msg="report", assigned_bytes=self.grant, demand_bytes=demand, fresh=True,
