@@ -155,5 +155,12 @@ int memctl_msg_parse(const char *line, size_t len, struct memctl_msg *ret, char 
 /* Encodes msg as one line ending in '\n' into a malloc'd string. 0 or -ENOMEM/-EINVAL. */
 int memctl_msg_format(const struct memctl_msg *msg, char **ret);
 
+struct json_object;
+/*
+ * Smart paging's status as every interface shows it (the wire, tidald's list, the VMM's info):
+ * {"active", "file_bytes", "pages_in", "pages_out", "active_ms"}. NULL when out of memory.
+ */
+struct json_object *memctl_paging_to_json(const struct memctl_paging *p);
+
 /* True if `name` may name a VM: 1..MEMCTL_NAME_MAX of [A-Za-z0-9._-], not starting with '.'. */
 bool memctl_name_valid(const char *name);

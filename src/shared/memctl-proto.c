@@ -439,21 +439,25 @@ static int format_register(struct json_object *o, const struct memctl_msg *m)
         return 0;
 }
 
-static int format_paging(struct json_object *o, const struct memctl_paging *p)
+struct json_object *memctl_paging_to_json(const struct memctl_paging *p)
 {
         struct json_object *v = json_object_new_object();
-        int r;
 
-        r = add(o, MEMCTL_KEY_PAGING, v);
-        if (r < 0)
-                return r;
-        if ((r = add(v, "active", json_object_new_boolean(p->active))) < 0 ||
-            (r = add_u64(v, "file_bytes", p->file_bytes)) < 0 ||
-            (r = add_u64(v, "pages_in", p->pages_in)) < 0 ||
-            (r = add_u64(v, "pages_out", p->pages_out)) < 0 ||
-            (r = add_u64(v, "active_ms", p->active_ms)) < 0)
-                return r;
-        return 0;
+        if (!v)
+                return NULL;
+        if (add(v, "active", json_object_new_boolean(p->active)) < 0 ||
+            add_u64(v, "file_bytes", p->file_bytes) < 0 ||
+            add_u64(v, "pages_in", p->pages_in) < 0 || add_u64(v, "pages_out", p->pages_out) < 0 ||
+            add_u64(v, "active_ms", p->active_ms) < 0) {
+                json_object_put(v);
+                return NULL;
+        }
+        return v;
+}
+
+static int format_paging(struct json_object *o, const struct memctl_paging *p)
+{
+        return add(o, MEMCTL_KEY_PAGING, memctl_paging_to_json(p));
 }
 
 static int format_report(struct json_object *o, const struct memctl_msg *m)

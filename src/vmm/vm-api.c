@@ -76,19 +76,11 @@ static void vmem_info(struct vm *vm, struct api_memory_info *m)
 static void memory_info(struct vmm *vmm, struct api_memory_info *m)
 {
         struct dynmem_state st;
-        struct memctl_paging paging;
 
         m->settings = vmm->mem;
         m->ceiling = vmm->cfg->mem_ceiling;
         m->assigned = vmm->mem.startup;
-        vm_paging_get(vmm->vm, &paging);
-        m->paging = (struct api_paging_info){
-                .active = paging.active,
-                .file_bytes = paging.file_bytes,
-                .pages_in = paging.pages_in,
-                .pages_out = paging.pages_out,
-                .active_ms = paging.active_ms,
-        };
+        vm_paging_get(vmm->vm, &m->paging);
         if (!vmm->vm || !vmm->vm->dynmem)
                 return;
         dynmem_get_state(vmm->vm->dynmem, &st);

@@ -88,23 +88,6 @@ static int add(struct json_object *o, const char *key, struct json_object *v)
         return 0;
 }
 
-static struct json_object *paging_to_json(const struct memctl_paging *p)
-{
-        struct json_object *o = json_object_new_object();
-
-        if (!o)
-                return NULL;
-        if (add(o, "active", json_object_new_boolean(p->active)) < 0 ||
-            add(o, "file_bytes", json_object_new_uint64(p->file_bytes)) < 0 ||
-            add(o, "pages_in", json_object_new_uint64(p->pages_in)) < 0 ||
-            add(o, "pages_out", json_object_new_uint64(p->pages_out)) < 0 ||
-            add(o, "active_ms", json_object_new_uint64(p->active_ms)) < 0) {
-                json_object_put(o);
-                return NULL;
-        }
-        return o;
-}
-
 /* The VM as `list` and `set` show it (docs/tidald.md). NULL when out of memory. */
 struct json_object *vm_to_json(const struct vm *vm)
 {
@@ -131,7 +114,7 @@ struct json_object *vm_to_json(const struct vm *vm)
             add(o, "balloon_bytes", json_object_new_uint64(vm->balloon)) < 0 ||
             add(o, "vmem_plugged_bytes", json_object_new_uint64(vm->vmem_plugged)) < 0 ||
             add(o, "fresh", json_object_new_boolean(vm->fresh)) < 0 ||
-            add(o, "smart_paging", paging_to_json(&vm->paging)) < 0) {
+            add(o, "smart_paging", memctl_paging_to_json(&vm->paging)) < 0) {
                 json_object_put(o);
                 return NULL;
         }

@@ -440,25 +440,9 @@ static struct json_object *vmem_to_json(const struct api_memory_info *m, bool *f
         return o;
 }
 
-static struct json_object *paging_to_json(const struct api_paging_info *p, bool *failed)
-{
-        struct json_object *o = json_object_new_object();
-
-        if (!o) {
-                *failed = true;
-                return NULL;
-        }
-        add(o, "active", json_object_new_boolean(p->active), failed);
-        add_u64(o, "file_bytes", p->file_bytes, failed);
-        add_u64(o, "pages_in", p->pages_in, failed);
-        add_u64(o, "pages_out", p->pages_out, failed);
-        add_u64(o, "active_ms", p->active_ms, failed);
-        return o;
-}
-
 static struct json_object *memory_to_json(const struct api_memory_info *m, bool *failed)
 {
-        struct json_object *o = json_object_new_object();
+        struct json_object *o = json_object_new_object(), *paging;
         const struct mem_settings *s = &m->settings;
 
         if (!o) {
@@ -482,7 +466,10 @@ static struct json_object *memory_to_json(const struct api_memory_info *m, bool 
                 add_str(o, "status", m->have_demand ? mem_status_name(m->status) : NULL, failed);
         }
         add(o, "virtio_mem", m->has_vmem ? vmem_to_json(m, failed) : NULL, failed);
-        add(o, "smart_paging", paging_to_json(&m->paging, failed), failed);
+        paging = memctl_paging_to_json(&m->paging);
+        if (!paging)
+                *failed = true;
+        add(o, "smart_paging", paging, failed);
         return o;
 }
 

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tidal/memctl-proto.h"
 #include "tidal/memory-settings.h"
 
 struct event_loop;
@@ -57,14 +58,6 @@ struct api_balloon_info {
         struct api_balloon_counters counters;
 };
 
-/* Smart paging in this boot (docs/smart-paging.md); all zero when it did not page. */
-struct api_paging_info {
-        bool active;
-        uint64_t file_bytes; /* guest memory held only in the paging file */
-        uint64_t pages_in, pages_out;
-        uint64_t active_ms; /* how long it has been (or was) active */
-};
-
 /* Dynamic memory: the settings, where the guest stands and how memory moves. */
 struct api_memory_info {
         struct mem_settings settings;
@@ -79,7 +72,7 @@ struct api_memory_info {
         bool has_vmem;  /* a virtio-mem device exists */
         enum api_driver_state vmem_driver;
         uint64_t vmem_region, vmem_requested, vmem_plugged;
-        struct api_paging_info paging;
+        struct memctl_paging paging; /* smart paging in this boot; all zero if none */
 };
 
 /* The VM as a client of tidald. */
