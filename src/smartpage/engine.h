@@ -24,7 +24,8 @@
 
 struct smartpage_counters {
         uint64_t pages_in, pages_out, faults, minor_faults, wp_faults, discarded;
-        uint64_t pages_written; /* pages_out that needed a write (the others were clean) */
+        uint64_t pages_written;      /* pages_out that needed a write (the others were clean) */
+        uint64_t pages_written_back; /* written by background writeback (writeback.c) */
 };
 
 /* A run of dirty victims whose write is queued (not yet submitted or not yet complete). */
@@ -81,6 +82,12 @@ struct smartpage {
                 unsigned n, req;
                 int res;
         } ahead;
+        /* Background writeback, the clock's second hand (writeback.c). */
+        struct {
+                uint64_t next; /* the next position to look at, in pt.swept's units */
+                bool off;      /* disabled after a write-protect error */
+                struct victim_batch batch;
+        } wb;
         int error;
         uint64_t start_ns, end_ns;
         struct smartpage_counters count;
@@ -105,6 +112,19 @@ void engine_drop_ahead(struct smartpage *sp);
 bool engine_evict_ahead(struct smartpage *sp);
 bool engine_pool_low(const struct smartpage *sp);
 uint64_t engine_pool_pages(const struct smartpage *sp);
+
+/*
+ * Queues writes of b's runs from the alias (victims, or writeback's pages), setting each run's
+ * req; on an error b keeps only the runs queued.
+ */
+int engine_queue_writes(struct smartpage *sp, struct victim_batch *b);
+
+/*
+ * writeback.c: whether there are dirty pages ahead of the hand that writeback may clean; and
+ * one batch of it: returns the pages written, or a negative errno (the engine failed).
+ */
+bool engine_writeback_wanted(const struct smartpage *sp);
+int engine_writeback(struct smartpage *sp);
 
 /* pagein.c */
 int engine_page_in(struct smartpage *sp, uint64_t page, bool write);

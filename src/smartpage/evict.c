@@ -109,12 +109,13 @@ static unsigned batch_victims(struct smartpage *sp, unsigned from, unsigned to)
 /*
  * Queues the runs' writes straight from the alias mapping: no copy. Its page-table entries are
  * filled first, with one call per run, rather than by a fault per page in the kernel's copy.
- * Nobody writes these pages meanwhile: they are zapped in the region, and punched only after.
+ * The caller sees to it that nobody writes these pages meanwhile (victims are zapped in the
+ * region, and punched only after; writeback write-protects them).
  */
-static int submit_runs(struct smartpage *sp)
+int engine_queue_writes(struct smartpage *sp, struct victim_batch *b)
 {
-        for (unsigned i = 0; i < sp->pending.nr; i++) {
-                struct victim_run *run = &sp->pending.runs[i];
+        for (unsigned i = 0; i < b->nr; i++) {
+                struct victim_run *run = &b->runs[i];
                 int r;
 
                 (void)madvise(alias_addr(sp, run->first), (size_t)run->n * PAGE,
@@ -122,8 +123,13 @@ static int submit_runs(struct smartpage *sp)
                 run->req = sp->io.nr_reqs;
                 r = pageio_queue_write_from(&sp->io, alias_addr(sp, run->first), run->n,
                                             run->first * PAGE);
-                if (r < 0)
+                if (r < 0) {
+                        /* The batch keeps the runs queued: only those can be completed. */
+                        for (unsigned k = i; k < b->nr; k++)
+                                b->pages -= b->runs[k].n;
+                        b->nr = i;
                         return r;
+                }
         }
         return 0;
 }
@@ -183,7 +189,7 @@ static int evict_queue(struct smartpage *sp, uint64_t want)
         /* Scattered victims can make more runs than requests: write full batches first. */
         for (unsigned done = 0; done < dirty;) {
                 if (sp->pending.nr) {
-                        r = submit_runs(sp);
+                        r = engine_queue_writes(sp, &sp->pending);
                         if (r == 0)
                                 r = flush_pending(sp);
                         if (r < 0)
@@ -191,7 +197,7 @@ static int evict_queue(struct smartpage *sp, uint64_t want)
                 }
                 done = batch_victims(sp, done, dirty);
         }
-        return submit_runs(sp);
+        return engine_queue_writes(sp, &sp->pending);
 }
 
 static uint64_t excess(const struct smartpage *sp, uint64_t need)

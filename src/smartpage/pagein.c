@@ -323,7 +323,7 @@ int engine_remap(struct smartpage *sp, uint64_t page, bool write)
                 return r;
         *s = (uint8_t)((*s | PG_REF) & ~PG_ZAPPED);
         if (!clean)
-                *s &= (uint8_t) ~(PG_CLEAN | PG_INFILE);
+                pagetab_set_dirty(&sp->pt, page);
         return 0;
 }
 
