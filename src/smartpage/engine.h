@@ -21,11 +21,14 @@
 #define AHEAD_SLOTS  NR_SLOTS
 #define BOUNCE_SLOTS (2 * NR_SLOTS)
 #define POOL_PAGES   128u /* free room kept ahead of faults, when the handler is idle */
+#define ZERO_AROUND  512u /* never-written pages mapped per fault at most: 2 MiB blocks */
 
 struct smartpage_counters {
         uint64_t pages_in, pages_out, faults, minor_faults, wp_faults, discarded;
         uint64_t pages_written;      /* pages_out that needed a write (the others were clean) */
         uint64_t pages_written_back; /* written by background writeback (writeback.c) */
+        uint64_t zero_filled;        /* never-written pages mapped around a fault (zero_around) */
+        uint64_t zero_dropped;       /* dirty victims found all zeroes: dropped without a write */
 };
 
 /* A run of dirty victims whose write is queued (not yet submitted or not yet complete). */

@@ -54,11 +54,38 @@ static void mark_out(struct smartpage *sp, uint64_t first, uint64_t n)
         sp->count.pages_out += n;
 }
 
+static bool all_zero(const uint8_t *p)
+{
+        const uint64_t *w = (const uint64_t *)p;
+
+        for (size_t i = 0; i < PAGE / sizeof(*w); i++)
+                if (w[i])
+                        return false;
+        return true;
+}
+
+/*
+ * A dirty victim that holds only zeroes (a page mapped around a fault and never used, or one
+ * the guest zeroed) needs no copy: it becomes a clean zero page, absent once punched. Reading it
+ * is safe: a victim is zapped, so whoever touches it waits for this thread.
+ */
+static void clean_if_zero(struct smartpage *sp, uint64_t page)
+{
+        uint8_t *s = &sp->pt.state[page];
+
+        if ((*s & PG_CLEAN) || !all_zero(alias_addr(sp, page)))
+                return;
+        *s = (uint8_t)((*s | PG_CLEAN) & ~PG_INFILE);
+        sp->count.zero_dropped++;
+}
+
 /* Clean victims: punched, contiguous ones together. Dirty ones are compacted to the front. */
 static int drop_clean(struct smartpage *sp, unsigned n, unsigned *nr_dirty)
 {
         unsigned dirty = 0;
 
+        for (unsigned i = 0; i < n; i++)
+                clean_if_zero(sp, sp->victims[i]);
         for (unsigned i = 0; i < n;) {
                 uint64_t first = sp->victims[i];
                 unsigned k = 1;

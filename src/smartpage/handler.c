@@ -62,7 +62,7 @@ static void missing_fault(struct smartpage *sp, uint64_t page, bool write)
          * Counted resident but missing: a message queued before the copy that resolved it
          * (EEXIST), or a page punched behind our back, which is zeroes, mapped writable now.
          */
-        r = uffd_zeropage(sp->uffd, page_addr(sp, page), PAGE);
+        r = uffd_zeropage(sp->uffd, page_addr(sp, page), PAGE, NULL);
         if (r == 0)
                 pagetab_set_dirty(&sp->pt, page);
         if (r == -EEXIST)

@@ -150,9 +150,10 @@ int smartpage_start(const struct smartpage_options *o, int memfd, uint64_t off, 
                 smartpage_free(sp);
                 return r;
         }
-        log_info("smart paging started: %" PRIu64 " MiB of guest RAM within %" PRIu64
-                 " MiB, paging file %s",
-                 len / MiB, o->resident_limit / MiB, sp->file.path);
+        /* The caller says it once, in its terms; this is the engine's detail. */
+        log_debug("smart paging started: %" PRIu64 " MiB of guest RAM within %" PRIu64
+                  " MiB, paging file %s",
+                  len / MiB, o->resident_limit / MiB, sp->file.path);
         *ret = sp;
         return 0;
 }
@@ -255,11 +256,12 @@ int smartpage_finish(struct smartpage *sp)
         if (r < 0)
                 log_warn_errno(r, "smart paging: cannot remove the paging file");
         smartpage_get_stats(sp, &st);
-        log_info("smart paging ended after %" PRIu64 " ms: %" PRIu64 " pages out (%" PRIu64
-                 " written, the others clean), %" PRIu64 " written back ahead, %" PRIu64
-                 " in, %" PRIu64 " discarded",
-                 st.active_ms, st.pages_out, sp->count.pages_written, st.pages_written_back,
-                 st.pages_in, st.discarded);
+        log_debug("smart paging ended after %" PRIu64 " ms: %" PRIu64 " pages out (%" PRIu64
+                  " written, the others clean, %" PRIu64 " of them zeroes), %" PRIu64
+                  " written back ahead, %" PRIu64 " in, %" PRIu64 " zero pages mapped around "
+                  "faults, %" PRIu64 " discarded",
+                  st.active_ms, st.pages_out, sp->count.pages_written, sp->count.zero_dropped,
+                  st.pages_written_back, st.pages_in, sp->count.zero_filled, st.discarded);
         return 0;
 }
 
