@@ -381,6 +381,19 @@ static void evict_nearly_all(struct fixture *f)
         assert_int_equal(smartpage_set_limit(f->sp, f->limit), 0);
 }
 
+/* Every page out and back in: each must read as last written; then paging ends cleanly. */
+static void evict_check_finish(struct fixture *f)
+{
+        uint64_t bad = 0;
+
+        evict_nearly_all(f);
+        for (uint64_t p = 0; p < NR_PAGES; p++)
+                bad += !check(f->region + p * PAGE, p, f->gen[p]);
+        assert_int_equal(bad, 0);
+        finish_and_check(f);
+        fixture_done(f, true);
+}
+
 /*
  * Clean-page tracking must never lose a write. Pages are paged in by reads (the faulting page
  * and its read-ahead neighbours come in write-protected, clean), some are re-sampled by the
@@ -632,12 +645,7 @@ static void writeback_then_write(void **state)
         printf("# zapped: %" PRIu64 " written back, %" PRIu64 " MINOR faults on writing\n",
                c0.pages_written_back - quarter, c1.minor_faults - c0.minor_faults);
         /* Every page out and back in: the last writes must be what comes back. */
-        evict_nearly_all(&f);
-        for (uint64_t p = 0; p < NR_PAGES; p++)
-                bad += !check(f.region + p * PAGE, p, f.gen[p]);
-        assert_int_equal(bad, 0);
-        finish_and_check(&f);
-        fixture_done(&f, true);
+        evict_check_finish(&f);
 }
 
 struct rewriter {
@@ -662,7 +670,6 @@ static void writeback_racing_writes(void **state)
 {
         struct fixture f;
         struct rewriter w = {.f = &f, .pages = NR_PAGES / 4, .passes = 8};
-        uint64_t bad = 0;
         pthread_t t;
 
         if (!have_wp)
@@ -678,12 +685,7 @@ static void writeback_racing_writes(void **state)
         printf("# racing: %" PRIu64 " written back, %" PRIu64 " WP faults\n",
                counters(&f).pages_written_back, counters(&f).wp_faults);
         assert_int_equal(smartpage_wait_clean(f.sp, 60 * 1000), 0);
-        evict_nearly_all(&f);
-        for (uint64_t p = 0; p < NR_PAGES; p++)
-                bad += !check(f.region + p * PAGE, p, f.gen[p]);
-        assert_int_equal(bad, 0);
-        finish_and_check(&f);
-        fixture_done(&f, true);
+        evict_check_finish(&f);
 }
 
 /*
