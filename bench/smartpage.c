@@ -109,6 +109,8 @@ static int run_engine(const struct config *c, struct result *res)
                 .name = "bench-smartpage",
                 .resident_limit = c->budget,
                 .readahead_pages = c->readahead,
+                .background_writeback = true,
+                .zero_around = true,
         };
         struct smartpage_stats st;
         struct smartpage *sp = NULL;

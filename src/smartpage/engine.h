@@ -52,6 +52,7 @@ struct smartpage {
         uint8_t *alias;  /* the same memfd range, unregistered: the engine's own view */
         uint64_t len, nr_pages;
         unsigned readahead;
+        bool zero_around; /* map never-written neighbours around a fault (options) */
         void (*on_error)(int error, void *userdata);
         void *userdata;
 
@@ -88,7 +89,7 @@ struct smartpage {
         /* Background writeback, the clock's second hand (writeback.c). */
         struct {
                 uint64_t next; /* the next position to look at, in pt.swept's units */
-                bool off;      /* disabled after a write-protect error */
+                bool off;      /* not asked for, or disabled after a write-protect error */
                 struct victim_batch batch;
         } wb;
         int error;

@@ -84,7 +84,7 @@ static int drop_clean(struct smartpage *sp, unsigned n, unsigned *nr_dirty)
 {
         unsigned dirty = 0;
 
-        for (unsigned i = 0; i < n; i++)
+        for (unsigned i = 0; sp->zero_around && i < n; i++)
                 clean_if_zero(sp, sp->victims[i]);
         for (unsigned i = 0; i < n;) {
                 uint64_t first = sp->victims[i];

@@ -74,6 +74,8 @@ static void zero_around(struct smartpage *sp, uint64_t page, bool write)
         size_t done = 0;
         uint64_t n = 0;
 
+        if (!sp->zero_around)
+                return;
         room = room > engine_pool_pages(sp) ? room - engine_pool_pages(sp) : 0;
         while (first + n < end && n < room && sp->pt.state[first + n] == 0)
                 n++;

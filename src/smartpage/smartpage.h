@@ -37,6 +37,15 @@ struct smartpage_options {
         unsigned readahead_pages; /* neighbours read with a faulting page; 0: none */
         unsigned queue_depth;     /* io_uring entries; 0: SMARTPAGE_DEFAULT_QD */
         /*
+         * Experimental, off unless asked for: background writeback of dirty pages while idle
+         * (writeback.c), and never-written neighbours mapped a 2 MiB block at a time around a
+         * fault (pagein.c) with all-zero victims dropped unwritten (evict.c). The engine tests pass
+         * with them, but a guest in the rig's end-to-end test reset during its pattern with both on
+         * (docs/smart-paging.md).
+         */
+        bool background_writeback;
+        bool zero_around;
+        /*
          * Called once, from the handler thread, when paging stops on an error (negative
          * errno). Optional: the same error is also signalled on smartpage_error_fd().
          */

@@ -136,6 +136,8 @@ static int fixture_start(struct fixture *f, uint64_t limit, unsigned readahead)
                 .name = "vm-test",
                 .resident_limit = limit,
                 .readahead_pages = readahead,
+                .background_writeback = true,
+                .zero_around = true,
         };
 
         f->limit = limit;
