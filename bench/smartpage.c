@@ -6,9 +6,8 @@
  *   - kernel: a MAP_SHARED mapping of a file in --dir, in a child process moved into a memory
  *     cgroup whose limit is the budget (cgroup v2 memory.max, or v1 memory.limit_in_bytes where
  *     the memory controller is on a v1 hierarchy), so the kernel writes back and reads in.
- * Workload: fill every page (untimed; then the kernel run msync()s its file and the engine run
- * waits until its background writeback is done), then one sequential read pass over the region
- * (page-in throughput), then --random-ops random page reads, each timed (fault latency).
+ * Workload: fill every page (untimed), then one sequential read pass over the region (page-in
+ * throughput), then --random-ops random page reads, each timed (fault latency).
  * Run as root: bench-smartpage [--size MiB] [--budget PCT] [--dir DIR] [--random-ops N]
  */
 #include <errno.h>
@@ -42,7 +41,6 @@ struct result {
         double slow_mean_us; /* accesses over 20 us: the ones that went to the file */
         uint64_t slow;
         uint64_t faults;
-        uint64_t written_back; /* engine: pages its background writeback wrote */
         int error;
 };
 
@@ -109,8 +107,6 @@ static int run_engine(const struct config *c, struct result *res)
                 .name = "bench-smartpage",
                 .resident_limit = c->budget,
                 .readahead_pages = c->readahead,
-                .background_writeback = true,
-                .zero_around = true,
         };
         struct smartpage_stats st;
         struct smartpage *sp = NULL;
@@ -130,20 +126,9 @@ static int run_engine(const struct config *c, struct result *res)
                 munmap(region, c->size);
                 return r;
         }
-        /*
-         * The analogue of the kernel run's msync(): the clock starts once the engine is idle,
-         * its background writeback done (dirty resident pages written to the file ahead of the
-         * hand, as far as its bound allows). Untimed, like the kernel's msync. Without
-         * userfaultfd write-protect there is no writeback, and nothing to wait for.
-         */
-        r = smartpage_wait_clean(sp, 120 * 1000);
-        if (r == -EOPNOTSUPP)
-                r = 0;
-        if (r == 0)
-                r = workload(region, c, res);
+        r = workload(region, c, res);
         smartpage_get_stats(sp, &st);
         res->faults = st.faults;
-        res->written_back = st.pages_written_back;
         res->error = st.error;
         if (r == 0)
                 r = smartpage_finish(sp);
@@ -327,9 +312,8 @@ int main(int argc, char **argv)
         if (r < 0)
                 return log_errno(r, "engine run failed"), 1;
         if (getenv("BENCH_ENGINE_ONLY")) {
-                printf("engine: sequential %.1f MiB/s, random mean %.2f us, %" PRIu64
-                       " pages written back\n",
-                       eng.seq_mib_s, eng.mean_us, eng.written_back);
+                printf("engine: sequential %.1f MiB/s, random mean %.2f us\n", eng.seq_mib_s,
+                       eng.mean_us);
                 return 0;
         }
         r = run_kernel(&c, &ker, &kind);
@@ -351,9 +335,6 @@ int main(int argc, char **argv)
         printf("%-34s %12.2f %12.2f %8.2f\n", "fault latency, reads > 20 us (us)", eng.slow_mean_us,
                ker.slow_mean_us, eng.slow_mean_us / ker.slow_mean_us);
         printf("%-34s %12" PRIu64 " %12" PRIu64 "\n", "random reads > 20 us", eng.slow, ker.slow);
-        printf("engine: %" PRIu64 " pages written back in the background (before and during the "
-               "workload)\n",
-               eng.written_back);
         printf("(ratio: engine / kernel; throughput higher is better, latency lower)\n");
         return 0;
 }

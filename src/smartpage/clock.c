@@ -27,8 +27,6 @@ static void clear(struct pagetab *pt, uint64_t page)
                 pt->resident--;
         if (s & PG_PAGED)
                 pt->paged--;
-        if (s & PG_WB)
-                pt->written_back--;
         pt->state[page] = 0;
 }
 
@@ -49,24 +47,6 @@ void pagetab_set_paged(struct pagetab *pt, uint64_t page)
 void pagetab_set_absent(struct pagetab *pt, uint64_t page)
 {
         clear(pt, page);
-}
-
-void pagetab_set_dirty(struct pagetab *pt, uint64_t page)
-{
-        uint8_t *s = &pt->state[page];
-
-        if (*s & PG_WB)
-                pt->written_back--;
-        *s &= (uint8_t) ~(PG_CLEAN | PG_INFILE | PG_WB);
-}
-
-void pagetab_set_written_back(struct pagetab *pt, uint64_t page)
-{
-        uint8_t *s = &pt->state[page];
-
-        if (!(*s & PG_WB))
-                pt->written_back++;
-        *s |= PG_CLEAN | PG_INFILE | PG_WB;
 }
 
 /* A run of pages to zap, contiguous and just behind the hand. */
@@ -101,7 +81,6 @@ int clock_pick(struct pagetab *pt, uint64_t want, uint64_t *victims, clock_zap_f
                 uint64_t page = pt->hand;
                 uint8_t *s = &pt->state[page];
 
-                pt->swept++;
                 if (++pt->hand == pt->nr)
                         pt->hand = 0;
                 if (!(*s & PG_RESIDENT))
@@ -109,7 +88,6 @@ int clock_pick(struct pagetab *pt, uint64_t want, uint64_t *victims, clock_zap_f
                 /* Back at the first victim: a second turn would return the same pages again. */
                 if (found && page == victims[0]) {
                         pt->hand = page;
-                        pt->swept--;
                         break;
                 }
                 if ((*s & (PG_ZAPPED | PG_REF)) == PG_ZAPPED) {

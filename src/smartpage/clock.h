@@ -24,12 +24,6 @@ enum {
          */
         PG_CLEAN = 1u << 4,
         PG_INFILE = 1u << 5, /* with PG_CLEAN: the paging file holds the page's contents */
-        /*
-         * With PG_CLEAN | PG_INFILE: made clean by background writeback (writeback.c), not by
-         * an eviction, and neither evicted nor written since. Counted in pt->written_back, which
-         * bounds the file copies writeback adds.
-         */
-        PG_WB = 1u << 6,
 };
 /*
  * A page with neither PG_RESIDENT nor PG_PAGED is absent: it reads as zeroes. A resident page
@@ -40,10 +34,8 @@ struct pagetab {
         uint8_t *state;
         uint64_t nr;
         uint64_t hand;
-        uint64_t swept; /* steps the hand has made in all: a position that never wraps */
         uint64_t resident;
         uint64_t paged;
-        uint64_t written_back; /* pages with PG_WB */
 };
 
 int pagetab_init(struct pagetab *pt, uint64_t nr_pages);
@@ -53,10 +45,6 @@ void pagetab_done(struct pagetab *pt);
 void pagetab_set_resident(struct pagetab *pt, uint64_t page, uint8_t flags);
 void pagetab_set_paged(struct pagetab *pt, uint64_t page);
 void pagetab_set_absent(struct pagetab *pt, uint64_t page);
-/* A resident page was (or may have been) written: its copy, if any, is stale. */
-void pagetab_set_dirty(struct pagetab *pt, uint64_t page);
-/* A resident page's contents were written to its slot of the file by writeback. */
-void pagetab_set_written_back(struct pagetab *pt, uint64_t page);
 
 /* Zaps the page-table entries of pages [first, first + n); 0 or a negative errno. */
 typedef int (*clock_zap_fn)(void *ctx, uint64_t first, uint64_t n);

@@ -21,14 +21,10 @@
 #define AHEAD_SLOTS  NR_SLOTS
 #define BOUNCE_SLOTS (2 * NR_SLOTS)
 #define POOL_PAGES   128u /* free room kept ahead of faults, when the handler is idle */
-#define ZERO_AROUND  512u /* never-written pages mapped per fault at most: 2 MiB blocks */
 
 struct smartpage_counters {
         uint64_t pages_in, pages_out, faults, minor_faults, wp_faults, discarded;
-        uint64_t pages_written;      /* pages_out that needed a write (the others were clean) */
-        uint64_t pages_written_back; /* written by background writeback (writeback.c) */
-        uint64_t zero_filled;        /* never-written pages mapped around a fault (zero_around) */
-        uint64_t zero_dropped;       /* dirty victims found all zeroes: dropped without a write */
+        uint64_t pages_written; /* pages_out that needed a write (the others were clean) */
 };
 
 /* A run of dirty victims whose write is queued (not yet submitted or not yet complete). */
@@ -52,7 +48,6 @@ struct smartpage {
         uint8_t *alias;  /* the same memfd range, unregistered: the engine's own view */
         uint64_t len, nr_pages;
         unsigned readahead;
-        bool zero_around; /* map never-written neighbours around a fault (options) */
         void (*on_error)(int error, void *userdata);
         void *userdata;
 
@@ -86,12 +81,6 @@ struct smartpage {
                 unsigned n, req;
                 int res;
         } ahead;
-        /* Background writeback, the clock's second hand (writeback.c). */
-        struct {
-                uint64_t next; /* the next position to look at, in pt.swept's units */
-                bool off;      /* not asked for, or disabled after a write-protect error */
-                struct victim_batch batch;
-        } wb;
         int error;
         uint64_t start_ns, end_ns;
         struct smartpage_counters count;
@@ -116,19 +105,6 @@ void engine_drop_ahead(struct smartpage *sp);
 bool engine_evict_ahead(struct smartpage *sp);
 bool engine_pool_low(const struct smartpage *sp);
 uint64_t engine_pool_pages(const struct smartpage *sp);
-
-/*
- * Queues writes of b's runs from the alias (victims, or writeback's pages), setting each run's
- * req; on an error b keeps only the runs queued.
- */
-int engine_queue_writes(struct smartpage *sp, struct victim_batch *b);
-
-/*
- * writeback.c: whether there are dirty pages ahead of the hand that writeback may clean; and
- * one batch of it: returns the pages written, or a negative errno (the engine failed).
- */
-bool engine_writeback_wanted(const struct smartpage *sp);
-int engine_writeback(struct smartpage *sp);
 
 /* pagein.c */
 int engine_page_in(struct smartpage *sp, uint64_t page, bool write);

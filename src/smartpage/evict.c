@@ -54,38 +54,11 @@ static void mark_out(struct smartpage *sp, uint64_t first, uint64_t n)
         sp->count.pages_out += n;
 }
 
-static bool all_zero(const uint8_t *p)
-{
-        const uint64_t *w = (const uint64_t *)p;
-
-        for (size_t i = 0; i < PAGE / sizeof(*w); i++)
-                if (w[i])
-                        return false;
-        return true;
-}
-
-/*
- * A dirty victim that holds only zeroes (a page mapped around a fault and never used, or one
- * the guest zeroed) needs no copy: it becomes a clean zero page, absent once punched. Reading it
- * is safe: a victim is zapped, so whoever touches it waits for this thread.
- */
-static void clean_if_zero(struct smartpage *sp, uint64_t page)
-{
-        uint8_t *s = &sp->pt.state[page];
-
-        if ((*s & PG_CLEAN) || !all_zero(alias_addr(sp, page)))
-                return;
-        *s = (uint8_t)((*s | PG_CLEAN) & ~PG_INFILE);
-        sp->count.zero_dropped++;
-}
-
 /* Clean victims: punched, contiguous ones together. Dirty ones are compacted to the front. */
 static int drop_clean(struct smartpage *sp, unsigned n, unsigned *nr_dirty)
 {
         unsigned dirty = 0;
 
-        for (unsigned i = 0; sp->zero_around && i < n; i++)
-                clean_if_zero(sp, sp->victims[i]);
         for (unsigned i = 0; i < n;) {
                 uint64_t first = sp->victims[i];
                 unsigned k = 1;
@@ -136,13 +109,12 @@ static unsigned batch_victims(struct smartpage *sp, unsigned from, unsigned to)
 /*
  * Queues the runs' writes straight from the alias mapping: no copy. Its page-table entries are
  * filled first, with one call per run, rather than by a fault per page in the kernel's copy.
- * The caller sees to it that nobody writes these pages meanwhile (victims are zapped in the
- * region, and punched only after; writeback write-protects them).
+ * Nobody writes these pages meanwhile: they are zapped in the region, and punched only after.
  */
-int engine_queue_writes(struct smartpage *sp, struct victim_batch *b)
+static int submit_runs(struct smartpage *sp)
 {
-        for (unsigned i = 0; i < b->nr; i++) {
-                struct victim_run *run = &b->runs[i];
+        for (unsigned i = 0; i < sp->pending.nr; i++) {
+                struct victim_run *run = &sp->pending.runs[i];
                 int r;
 
                 (void)madvise(alias_addr(sp, run->first), (size_t)run->n * PAGE,
@@ -150,13 +122,8 @@ int engine_queue_writes(struct smartpage *sp, struct victim_batch *b)
                 run->req = sp->io.nr_reqs;
                 r = pageio_queue_write_from(&sp->io, alias_addr(sp, run->first), run->n,
                                             run->first * PAGE);
-                if (r < 0) {
-                        /* The batch keeps the runs queued: only those can be completed. */
-                        for (unsigned k = i; k < b->nr; k++)
-                                b->pages -= b->runs[k].n;
-                        b->nr = i;
+                if (r < 0)
                         return r;
-                }
         }
         return 0;
 }
@@ -216,7 +183,7 @@ static int evict_queue(struct smartpage *sp, uint64_t want)
         /* Scattered victims can make more runs than requests: write full batches first. */
         for (unsigned done = 0; done < dirty;) {
                 if (sp->pending.nr) {
-                        r = engine_queue_writes(sp, &sp->pending);
+                        r = submit_runs(sp);
                         if (r == 0)
                                 r = flush_pending(sp);
                         if (r < 0)
@@ -224,7 +191,7 @@ static int evict_queue(struct smartpage *sp, uint64_t want)
                 }
                 done = batch_victims(sp, done, dirty);
         }
-        return engine_queue_writes(sp, &sp->pending);
+        return submit_runs(sp);
 }
 
 static uint64_t excess(const struct smartpage *sp, uint64_t need)

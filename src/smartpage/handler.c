@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The handler thread: waits for userfaultfd messages and requests (the wake eventfd), resolves
- * faults, keeps the resident set within the limit, cleans pages ahead of the clock's hand when
- * idle (writeback.c), and does the read-back when paging ends.
+ * faults, keeps the resident set within the limit, and does the read-back when paging ends.
  * After an error it keeps mapping pages that are resident (MINOR faults) but brings nothing in:
  * whoever needs such a page waits until the VM is stopped.
  */
@@ -62,9 +61,9 @@ static void missing_fault(struct smartpage *sp, uint64_t page, bool write)
          * Counted resident but missing: a message queued before the copy that resolved it
          * (EEXIST), or a page punched behind our back, which is zeroes, mapped writable now.
          */
-        r = uffd_zeropage(sp->uffd, page_addr(sp, page), PAGE, NULL);
+        r = uffd_zeropage(sp->uffd, page_addr(sp, page), PAGE);
         if (r == 0)
-                pagetab_set_dirty(&sp->pt, page);
+                *s &= (uint8_t) ~(PG_CLEAN | PG_INFILE);
         if (r == -EEXIST)
                 r = uffd_wake(sp->uffd, page_addr(sp, page), PAGE);
         if (r < 0)
@@ -83,10 +82,8 @@ static void wp_fault(struct smartpage *sp, uint64_t page)
         int r;
 
         sp->count.wp_faults++;
-        if (*s & PG_RESIDENT) {
-                *s |= PG_REF;
-                pagetab_set_dirty(&sp->pt, page);
-        }
+        if (*s & PG_RESIDENT)
+                *s = (uint8_t)((*s | PG_REF) & ~(PG_CLEAN | PG_INFILE));
         r = uffd_writeprotect(sp->uffd, page_addr(sp, page), PAGE, false);
         if (r < 0)
                 r = uffd_wake(sp->uffd, page_addr(sp, page), PAGE);
@@ -170,23 +167,9 @@ static void round_locked(struct smartpage *sp, bool idle)
                 engine_fail(sp, r, "cannot read userfaultfd");
         if (sp->finishing && !sp->error)
                 finish_step(sp);
-        /*
-         * Nobody waits: make room now, so that the next fault's read does not wait for it; with
-         * room enough, clean pages ahead of the hand, so that their eviction needs no write.
-         * One batch of either: a fault arriving meanwhile waits for one batch at most.
-         */
-        if (idle && !engine_evict_ahead(sp))
-                (void)engine_writeback(sp);
-        /* Nothing more to do until a fault or a request: tell smartpage_wait_clean(). */
-        if (!engine_pool_low(sp) && !engine_writeback_wanted(sp))
-                pthread_cond_broadcast(&sp->cond);
-}
-
-/* Work to do between faults: reading back, evicting ahead, writing back. */
-static bool busy(const struct smartpage *sp)
-{
-        return (sp->finishing && !sp->finished && !sp->error) || engine_pool_low(sp) ||
-               engine_writeback_wanted(sp);
+        /* Nobody waits: make room now, so that the next fault's read does not wait for it. */
+        if (idle)
+                (void)engine_evict_ahead(sp);
 }
 
 void *engine_thread(void *arg)
@@ -198,17 +181,17 @@ void *engine_thread(void *arg)
                         {.fd = sp->uffd, .events = POLLIN},
                         {.fd = sp->wake_fd, .events = POLLIN},
                 };
-                bool work;
+                bool busy;
 
                 pthread_mutex_lock(&sp->lock);
-                work = busy(sp);
+                busy = (sp->finishing && !sp->finished && !sp->error) || engine_pool_low(sp);
                 if (sp->stop) {
                         pthread_mutex_unlock(&sp->lock);
                         break;
                 }
                 pthread_mutex_unlock(&sp->lock);
-                /* While there is work, faults are checked between its steps. */
-                if (poll(fds, 2, work ? 0 : -1) < 0 && errno != EINTR) {
+                /* While reading back or evicting ahead, faults are checked between steps. */
+                if (poll(fds, 2, busy ? 0 : -1) < 0 && errno != EINTR) {
                         int r = -errno;
 
                         pthread_mutex_lock(&sp->lock);

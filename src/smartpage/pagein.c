@@ -16,8 +16,6 @@
 
 /* The source of clean zero pages: UFFDIO_ZEROPAGE cannot map write-protected. */
 static const uint8_t zero_page[PAGE] __attribute__((aligned(PAGE)));
-/* The same for a run of them (in .bss, never written: it costs nothing until read). */
-static uint8_t zero_run[ZERO_AROUND * PAGE] __attribute__((aligned(PAGE)));
 
 /*
  * The memfd already holds a page we count as not resident: a 4 KiB punch into a huge page the
@@ -46,7 +44,7 @@ static int zero_in(struct smartpage *sp, uint64_t page, bool write)
         if (wp)
                 r = uffd_copy(sp->uffd, page_addr(sp, page), zero_page, PAGE, true, &done);
         else
-                r = uffd_zeropage(sp->uffd, page_addr(sp, page), PAGE, NULL);
+                r = uffd_zeropage(sp->uffd, page_addr(sp, page), PAGE);
         if (r == -EEXIST) {
                 r = fill_present(sp, page, zero_page);
                 flags = PG_REF;
@@ -55,41 +53,6 @@ static int zero_in(struct smartpage *sp, uint64_t page, bool write)
                 return r;
         pagetab_set_resident(&sp->pt, page, flags);
         return 0;
-}
-
-/*
- * After a fault on a never-written page: its never-written neighbours up to the end of its
- * ZERO_AROUND block, as long as free room is left beyond the pool (nothing is evicted for them).
- * A booting guest touches its memory in long runs (the decompressor, the memmap, zeroing on
- * allocation): one fault per block instead of one per page, which under nested paging costs
- * milliseconds each. Mapped like the faulting page: writable (dirty) for a write, clean and
- * write-protected for a read; unreferenced, so the clock takes unused ones first, and a dirty
- * one still all zeroes is dropped without a write (evict.c).
- */
-static void zero_around(struct smartpage *sp, uint64_t page, bool write)
-{
-        uint64_t room = sp->limit_pages - MIN(sp->limit_pages, sp->pt.resident);
-        uint64_t first = page + 1, end = MIN(ALIGN_UP(first, (uint64_t)ZERO_AROUND), sp->nr_pages);
-        bool wp = sp->wp && !write;
-        size_t done = 0;
-        uint64_t n = 0;
-
-        if (!sp->zero_around)
-                return;
-        room = room > engine_pool_pages(sp) ? room - engine_pool_pages(sp) : 0;
-        while (first + n < end && n < room && sp->pt.state[first + n] == 0)
-                n++;
-        if (n == 0)
-                return;
-        if (wp)
-                (void)uffd_copy(sp->uffd, page_addr(sp, first), zero_run, n * PAGE, true, &done);
-        else
-                (void)uffd_zeropage(sp->uffd, page_addr(sp, first), n * PAGE, &done);
-        /* A page found present stops the run: it faults on its own later. */
-        for (uint64_t i = 0; i < done / PAGE; i++)
-                pagetab_set_resident(&sp->pt, first + i, wp ? PG_CLEAN : 0);
-        sp->count.zero_filled += done / PAGE;
-        sp->seq_next = first + done / PAGE;
 }
 
 /*
@@ -293,8 +256,6 @@ int engine_page_in(struct smartpage *sp, uint64_t page, bool write)
                 r = zero_in(sp, page, write);
                 if (r < 0)
                         engine_fail(sp, r, "cannot map a zero page");
-                else
-                        zero_around(sp, page, write);
                 return r;
         }
         if (ahead_usable(sp, page))
@@ -362,7 +323,7 @@ int engine_remap(struct smartpage *sp, uint64_t page, bool write)
                 return r;
         *s = (uint8_t)((*s | PG_REF) & ~PG_ZAPPED);
         if (!clean)
-                pagetab_set_dirty(&sp->pt, page);
+                *s &= (uint8_t) ~(PG_CLEAN | PG_INFILE);
         return 0;
 }
 

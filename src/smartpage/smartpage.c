@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "smartpage/engine.h"
@@ -135,8 +134,6 @@ int smartpage_start(const struct smartpage_options *o, int memfd, uint64_t off, 
                 .len = len,
                 .nr_pages = len / PAGE,
                 .readahead = o->readahead_pages,
-                .zero_around = o->zero_around,
-                .wb = {.off = !o->background_writeback},
                 .on_error = o->on_error,
                 .userdata = o->userdata,
                 .uffd = -1,
@@ -152,10 +149,9 @@ int smartpage_start(const struct smartpage_options *o, int memfd, uint64_t off, 
                 smartpage_free(sp);
                 return r;
         }
-        /* The caller says it once, in its terms; this is the engine's detail. */
-        log_debug("smart paging started: %" PRIu64 " MiB of guest RAM within %" PRIu64
-                  " MiB, paging file %s",
-                  len / MiB, o->resident_limit / MiB, sp->file.path);
+        log_info("smart paging started: %" PRIu64 " MiB of guest RAM within %" PRIu64
+                 " MiB, paging file %s",
+                 len / MiB, o->resident_limit / MiB, sp->file.path);
         *ret = sp;
         return 0;
 }
@@ -200,31 +196,6 @@ void smartpage_discard(struct smartpage *sp, uint64_t offset, uint64_t len)
         pthread_mutex_unlock(&sp->lock);
 }
 
-int smartpage_wait_clean(struct smartpage *sp, unsigned timeout_ms)
-{
-        struct timespec until;
-        int r = 0;
-
-        /* The condition variable's clock: CLOCK_REALTIME. */
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += (time_t)(timeout_ms / 1000u);
-        until.tv_nsec += (long)(timeout_ms % 1000u) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-        }
-        pthread_mutex_lock(&sp->lock);
-        if (!sp->wp)
-                r = -EOPNOTSUPP;
-        /* The handler broadcasts whenever a round leaves it with nothing to do. */
-        while (r == 0 && !sp->error && (engine_pool_low(sp) || engine_writeback_wanted(sp)))
-                r = -pthread_cond_timedwait(&sp->cond, &sp->lock, &until);
-        if (sp->error)
-                r = sp->error;
-        pthread_mutex_unlock(&sp->lock);
-        return r;
-}
-
 static void stop_thread(struct smartpage *sp)
 {
         if (!sp->thread_started)
@@ -258,12 +229,9 @@ int smartpage_finish(struct smartpage *sp)
         if (r < 0)
                 log_warn_errno(r, "smart paging: cannot remove the paging file");
         smartpage_get_stats(sp, &st);
-        log_debug("smart paging ended after %" PRIu64 " ms: %" PRIu64 " pages out (%" PRIu64
-                  " written, the others clean, %" PRIu64 " of them zeroes), %" PRIu64
-                  " written back ahead, %" PRIu64 " in, %" PRIu64 " zero pages mapped around "
-                  "faults, %" PRIu64 " discarded",
-                  st.active_ms, st.pages_out, sp->count.pages_written, sp->count.zero_dropped,
-                  st.pages_written_back, st.pages_in, sp->count.zero_filled, st.discarded);
+        log_info("smart paging ended after %" PRIu64 " ms: %" PRIu64 " pages out (%" PRIu64
+                 " written, the others clean), %" PRIu64 " in, %" PRIu64 " discarded",
+                 st.active_ms, st.pages_out, sp->count.pages_written, st.pages_in, st.discarded);
         return 0;
 }
 

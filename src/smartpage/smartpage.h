@@ -7,10 +7,9 @@
  * The region must be a MAP_SHARED mapping of a memfd (shmem), as guest RAM is. The engine
  * registers it with userfaultfd (MISSING, MINOR and, where the kernel has it, WP modes: pages
  * read back and not written since are evicted without a write) and runs one handler thread that
- * resolves faults, reading pages from the paging file through io_uring, evicts pages chosen
- * by a clock whose reference bits come from MINOR faults, and, when idle, writes dirty pages
- * ahead of the clock's hand back to the file so that their eviction needs no write. Faults raised
- * by KVM on behalf of the guest are handled like faults of any thread of the process.
+ * resolves faults, reading pages from the paging file through io_uring, and evicts pages chosen
+ * by a clock whose reference bits come from MINOR faults. Faults raised by KVM on behalf of the
+ * guest are handled like faults of any thread of the process.
  *
  * Threads: smartpage_start/finish/free are called by one owner thread. smartpage_set_limit,
  * smartpage_discard and smartpage_get_stats may be called from any thread while paging runs.
@@ -37,15 +36,6 @@ struct smartpage_options {
         unsigned readahead_pages; /* neighbours read with a faulting page; 0: none */
         unsigned queue_depth;     /* io_uring entries; 0: SMARTPAGE_DEFAULT_QD */
         /*
-         * Experimental, off unless asked for: background writeback of dirty pages while idle
-         * (writeback.c), and never-written neighbours mapped a 2 MiB block at a time around a
-         * fault (pagein.c) with all-zero victims dropped unwritten (evict.c). The engine tests pass
-         * with them, but a guest in the rig's end-to-end test reset during its pattern with both on
-         * (docs/smart-paging.md).
-         */
-        bool background_writeback;
-        bool zero_around;
-        /*
          * Called once, from the handler thread, when paging stops on an error (negative
          * errno). Optional: the same error is also signalled on smartpage_error_fd().
          */
@@ -65,8 +55,6 @@ struct smartpage_stats {
         uint64_t discarded;      /* pages dropped through smartpage_discard() */
         uint64_t active_ms;      /* how long paging has been (or was) active */
         int error;               /* 0, or the negative errno that stopped paging */
-        /* Pages written to the file ahead of their eviction by background writeback. */
-        uint64_t pages_written_back;
 };
 
 /*
@@ -99,14 +87,6 @@ void smartpage_discard(struct smartpage *sp, uint64_t offset, uint64_t len);
 int smartpage_finish(struct smartpage *sp);
 
 void smartpage_get_stats(struct smartpage *sp, struct smartpage_stats *ret);
-
-/*
- * Waits until the handler has nothing left to do while no fault comes: the free pool is full
- * and background writeback has cleaned every dirty page it may (those ahead of the clock's hand,
- * within its bound). Returns 0, -ETIMEDOUT after timeout_ms, -EOPNOTSUPP where the kernel has
- * no userfaultfd write-protect (no writeback), or the error that stopped paging.
- */
-int smartpage_wait_clean(struct smartpage *sp, unsigned timeout_ms);
 
 /*
  * An eventfd that becomes readable when paging stopped on an error (stats.error says which).

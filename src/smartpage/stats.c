@@ -41,7 +41,6 @@ void smartpage_get_stats(struct smartpage *sp, struct smartpage_stats *ret)
                 .discarded = sp->count.discarded,
                 .active_ms = sp->start_ns ? (end - sp->start_ns) / 1000000u : 0,
                 .error = sp->error,
-                .pages_written_back = sp->count.pages_written_back,
         };
         pthread_mutex_unlock(&sp->lock);
 }

@@ -128,26 +128,16 @@ int uffd_copy(int uffd, void *dst, const void *src, size_t len, bool wp, size_t 
         return 0;
 }
 
-int uffd_zeropage(int uffd, void *dst, size_t len, size_t *done)
+int uffd_zeropage(int uffd, void *dst, size_t len)
 {
-        size_t total = 0;
-        int r = 0;
+        for (;;) {
+                struct uffdio_zeropage z = {.range = {.start = (uintptr_t)dst, .len = len}};
 
-        while (total < len) {
-                struct uffdio_zeropage z = {
-                        .range = {.start = (uintptr_t)dst + total, .len = len - total}};
-
-                r = ioctl(uffd, UFFDIO_ZEROPAGE, &z) == 0 ? 0 : -errno;
-                if (r == 0)
-                        total = len;
-                else if (z.zeropage > 0)
-                        total += (size_t)z.zeropage;
-                if (r != 0 && r != -EAGAIN)
-                        break;
+                if (ioctl(uffd, UFFDIO_ZEROPAGE, &z) == 0)
+                        return 0;
+                if (errno != EAGAIN)
+                        return -errno;
         }
-        if (done)
-                *done = total;
-        return total == len ? 0 : r;
 }
 
 int uffd_continue(int uffd, void *dst, size_t len, bool wp)

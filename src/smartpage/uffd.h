@@ -23,11 +23,7 @@ int uffd_unregister(int uffd, void *addr, size_t len);
  * *done bytes when a page was already present.
  */
 int uffd_copy(int uffd, void *dst, const void *src, size_t len, bool wp, size_t *done);
-/*
- * Maps zero pages writable over [dst, dst + len) and wakes waiters; -EEXIST with *done bytes
- * (done may be NULL) when a page was already present.
- */
-int uffd_zeropage(int uffd, void *dst, size_t len, size_t *done);
+int uffd_zeropage(int uffd, void *dst, size_t len);
 /*
  * Maps the page cache's page at dst again (a MINOR fault) and wakes waiters; write-protected
  * when wp, which needs UFFDIO_CONTINUE_MODE_WP (Linux >= 6.4): -EINVAL on older kernels.

@@ -21,7 +21,6 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -35,8 +34,6 @@
 #define REGION   (64 * MiB)
 #define NR_PAGES (REGION / PAGE)
 #define WORDS    (PAGE / sizeof(uint64_t))
-
-static bool have_wp; /* userfaultfd WP on shmem: clean pages, and background writeback */
 
 struct fixture {
         char dir[64];
@@ -136,8 +133,6 @@ static int fixture_start(struct fixture *f, uint64_t limit, unsigned readahead)
                 .name = "vm-test",
                 .resident_limit = limit,
                 .readahead_pages = readahead,
-                .background_writeback = true,
-                .zero_around = true,
         };
 
         f->limit = limit;
@@ -383,19 +378,6 @@ static void evict_nearly_all(struct fixture *f)
         assert_int_equal(smartpage_set_limit(f->sp, f->limit), 0);
 }
 
-/* Every page out and back in: each must read as last written; then paging ends cleanly. */
-static void evict_check_finish(struct fixture *f)
-{
-        uint64_t bad = 0;
-
-        evict_nearly_all(f);
-        for (uint64_t p = 0; p < NR_PAGES; p++)
-                bad += !check(f->region + p * PAGE, p, f->gen[p]);
-        assert_int_equal(bad, 0);
-        finish_and_check(f);
-        fixture_done(f, true);
-}
-
 /*
  * Clean-page tracking must never lose a write. Pages are paged in by reads (the faulting page
  * and its read-ahead neighbours come in write-protected, clean), some are re-sampled by the
@@ -483,258 +465,6 @@ static void clean_tracking_continue_wp(void **state)
 static void clean_tracking_remap_by_copy(void **state)
 {
         clean_tracking(false);
-}
-
-static struct smartpage_counters counters(struct fixture *f)
-{
-        struct smartpage_counters c;
-
-        pthread_mutex_lock(&f->sp->lock);
-        c = f->sp->count;
-        pthread_mutex_unlock(&f->sp->lock);
-        return c;
-}
-
-/* CPU time of the engine's handler thread, in ms. */
-static double handler_cpu_ms(struct fixture *f)
-{
-        struct timespec ts;
-        clockid_t cid;
-
-        assert_int_equal(pthread_getcpuclockid(f->sp->thread, &cid), 0);
-        assert_int_equal(clock_gettime(cid, &ts), 0);
-        return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-/* Left idle, the handler sleeps: no polling loop while writeback has nothing (more) to do. */
-static void assert_handler_sleeps(struct fixture *f)
-{
-        double before = handler_cpu_ms(f), used;
-
-        usleep(200 * 1000);
-        used = handler_cpu_ms(f) - before;
-        printf("# handler CPU while idle: %.2f ms in 200 ms\n", used);
-        assert_true(used < 20);
-}
-
-/*
- * Background writeback: memory filled (every page written, as by a guest before paging starts),
- * the engine left idle cleans every resident page ahead of the hand, then sleeps. A read pass
- * over everything then evicts tens of thousands of pages without writing one (the pages it
- * brings in are clean too), and every page reads back as written.
- */
-static void writeback_idle(void **state)
-{
-        struct fixture f;
-        struct smartpage_counters c0, c1;
-        struct smartpage_stats st;
-        uint64_t bad = 0;
-
-        if (!have_wp)
-                skip(); /* no writeback without write-protect */
-
-        fixture_init(&f, NULL);
-        fixture_fill(&f);
-        assert_int_equal(fixture_start(&f, REGION / 4, SMARTPAGE_DEFAULT_READAHEAD), 0);
-        assert_int_equal(smartpage_wait_clean(f.sp, 60 * 1000), 0);
-        smartpage_get_stats(f.sp, &st);
-        c0 = counters(&f);
-        printf("# idle: %" PRIu64 " of %" PRIu64 " resident pages written back\n",
-               st.pages_written_back, st.resident_bytes / PAGE);
-        /* The gap (3/4) is above what is resident: every resident page was dirty, now clean. */
-        assert_int_equal(st.pages_written_back, st.resident_bytes / PAGE);
-        assert_int_equal(c0.pages_written_back, st.pages_written_back);
-        assert_handler_sleeps(&f);
-        for (uint64_t p = 0; p < NR_PAGES; p++)
-                bad += !check(f.region + p * PAGE, p, f.gen[p]);
-        assert_int_equal(bad, 0);
-        c1 = counters(&f);
-        printf("# read pass: %" PRIu64 " pages out, %" PRIu64 " written by evictions, %" PRIu64
-               " written back\n",
-               c1.pages_out - c0.pages_out, c1.pages_written - c0.pages_written,
-               c1.pages_written_back - c0.pages_written_back);
-        assert_true(c1.pages_out - c0.pages_out > NR_PAGES / 2);
-        assert_int_equal(c1.pages_written, c0.pages_written);
-        assert_int_equal(smartpage_wait_clean(f.sp, 60 * 1000), 0);
-        finish_and_check(&f);
-        fixture_done(&f, true);
-}
-
-/*
- * What writeback may add to the file is bounded by the gap: with a limit of 3/4 of the region,
- * it cleans a quarter of the region (of the 3/4 resident, all dirty) and stops, although dirty
- * pages remain; the file then holds the paged-out pages and those, no more.
- */
-static void writeback_bounded(void **state)
-{
-        struct fixture f;
-        struct smartpage_stats st;
-        _cleanup_free_ char *path = NULL;
-        uint64_t gap = NR_PAGES / 4;
-        struct stat sb;
-
-        if (!have_wp)
-                skip(); /* no writeback without write-protect */
-
-        fixture_init(&f, NULL);
-        fixture_fill(&f);
-        assert_int_equal(fixture_start(&f, REGION / 4 * 3, SMARTPAGE_DEFAULT_READAHEAD), 0);
-        assert_int_equal(smartpage_wait_clean(f.sp, 60 * 1000), 0);
-        assert_handler_sleeps(&f);
-        smartpage_get_stats(f.sp, &st);
-        path = file_path(&f);
-        assert_int_equal(stat(path, &sb), 0);
-        printf("# bounded: %" PRIu64 " written back, %" PRIu64 " paged out, file %" PRIu64 " KiB\n",
-               st.pages_written_back, st.file_bytes / PAGE, (uint64_t)sb.st_blocks * 512 / KiB);
-        assert_int_equal(st.pages_written_back, gap);
-        assert_true((uint64_t)sb.st_blocks * 512 <= st.file_bytes + gap * PAGE);
-        finish_and_check(&f);
-        fixture_done(&f, true);
-}
-
-/* Writes gen + 1 into pages [first, end) through the registered region. */
-static void write_pages(struct fixture *f, uint64_t first, uint64_t end)
-{
-        for (uint64_t p = first; p < end; p++)
-                fill(f->region + p * PAGE, p, ++f->gen[p]);
-}
-
-/*
- * A page written back, then written again, must be written again when evicted: its new
- * contents are read back, never the copy writeback made. Pages mapped writable when written
- * back (resident at start, never sampled) must be write-protected first; zapped ones come back
- * through a MINOR fault that maps them write-protected.
- */
-static void writeback_then_write(void **state)
-{
-        struct fixture f;
-        struct smartpage_counters c0, c1;
-        uint64_t quarter = NR_PAGES / 4, bad = 0;
-
-        if (!have_wp)
-                skip(); /* no writeback without write-protect */
-
-        fixture_init(&f, NULL);
-        /* A quarter written through the region before paging starts: mapped writable. */
-        for (uint64_t p = 0; p < quarter; p++) {
-                f.gen[p] = 1;
-                fill(f.region + p * PAGE, p, 1);
-        }
-        assert_int_equal(fixture_start(&f, REGION / 2, SMARTPAGE_DEFAULT_READAHEAD), 0);
-        assert_int_equal(smartpage_wait_clean(f.sp, 60 * 1000), 0);
-        c0 = counters(&f);
-        assert_int_equal(c0.pages_written_back, quarter); /* nothing evicted: all mapped */
-        assert_int_equal(c0.pages_out, 0);
-        write_pages(&f, 0, quarter);
-        c1 = counters(&f);
-        printf("# mapped: %" PRIu64 " written back, then %" PRIu64 " WP faults\n",
-               c1.pages_written_back, c1.wp_faults - c0.wp_faults);
-        assert_true(c1.wp_faults - c0.wp_faults >= quarter);
-        /* Out and back in: a write the engine missed would come back as the old contents. */
-        evict_nearly_all(&f);
-        for (uint64_t p = 0; p < quarter; p++)
-                bad += !check(f.region + p * PAGE, p, f.gen[p]);
-        assert_int_equal(bad, 0);
-        c1 = counters(&f);
-        /* Zapped ones: everything written, limit lowered (the hand zaps all), cleaned again. */
-        write_pages(&f, quarter, NR_PAGES);
-        assert_int_equal(smartpage_set_limit(f.sp, REGION / 4), 0);
-        assert_int_equal(smartpage_wait_clean(f.sp, 60 * 1000), 0);
-        c0 = counters(&f);
-        assert_true(c0.pages_written_back > c1.pages_written_back);
-        write_pages(&f, 0, NR_PAGES);
-        c1 = counters(&f);
-        printf("# zapped: %" PRIu64 " written back, %" PRIu64 " MINOR faults on writing\n",
-               c0.pages_written_back - quarter, c1.minor_faults - c0.minor_faults);
-        /* Every page out and back in: the last writes must be what comes back. */
-        evict_check_finish(&f);
-}
-
-struct rewriter {
-        struct fixture *f;
-        uint64_t pages, passes;
-};
-
-static void *rewriter_run(void *arg)
-{
-        struct rewriter *w = arg;
-
-        for (uint64_t i = 0; i < w->passes; i++)
-                write_pages(w->f, 0, w->pages);
-        return NULL;
-}
-
-/*
- * Writes racing with writeback: a thread rewrites pages mapped writable while the engine
- * writes them back. Whatever was written last must come back after eviction.
- */
-static void writeback_racing_writes(void **state)
-{
-        struct fixture f;
-        struct rewriter w = {.f = &f, .pages = NR_PAGES / 4, .passes = 8};
-        pthread_t t;
-
-        if (!have_wp)
-                skip(); /* no writeback without write-protect */
-        fixture_init(&f, NULL);
-        for (uint64_t p = 0; p < w.pages; p++) {
-                f.gen[p] = 1;
-                fill(f.region + p * PAGE, p, 1);
-        }
-        assert_int_equal(fixture_start(&f, REGION / 2, SMARTPAGE_DEFAULT_READAHEAD), 0);
-        assert_int_equal(pthread_create(&t, NULL, rewriter_run, &w), 0);
-        pthread_join(t, NULL);
-        printf("# racing: %" PRIu64 " written back, %" PRIu64 " WP faults\n",
-               counters(&f).pages_written_back, counters(&f).wp_faults);
-        assert_int_equal(smartpage_wait_clean(f.sp, 60 * 1000), 0);
-        evict_check_finish(&f);
-}
-
-/*
- * Writeback into a full paging directory (a 1 MiB tmpfs): paging stops with ENOSPC, and the
- * pages whose write failed are still resident with their contents.
- */
-static void writeback_disk_full(void **state)
-{
-        struct fixture f;
-        struct smartpage_stats st;
-        struct pollfd pfd;
-        uint64_t bad = 0, used = NR_PAGES / 4 - POOL_PAGES;
-        char dir[] = "/tmp/smartpage-wbfull.XXXXXX";
-
-        if (!have_wp)
-                skip(); /* no writeback without write-protect */
-
-        assert_non_null(mkdtemp(dir));
-        if (mount("tmpfs", dir, "tmpfs", 0, "size=1M,mode=0700") < 0) {
-                rmdir(dir);
-                skip();
-        }
-        fixture_init(&f, dir);
-        /* Within the limit: nothing is evicted, only writeback writes (16 MiB of it). */
-        for (uint64_t p = 0; p < used; p++) {
-                f.gen[p] = 1;
-                fill(f.view + p * PAGE, p, 1);
-        }
-        assert_int_equal(fixture_start(&f, REGION / 4, 8), 0);
-        pfd = (struct pollfd){.fd = smartpage_error_fd(f.sp), .events = POLLIN};
-        assert_int_equal(poll(&pfd, 1, 60 * 1000), 1);
-        assert_int_equal(smartpage_wait_clean(f.sp, 1000), -ENOSPC);
-        smartpage_get_stats(f.sp, &st);
-        printf("# %" PRIu64 " pages written back before the disk was full\n",
-               st.pages_written_back);
-        assert_int_equal(st.error, -ENOSPC);
-        assert_int_equal(st.pages_out, 0);
-        assert_true(st.pages_written_back < used);
-        for (uint64_t p = 0; p < used; p++) {
-                assert_true(resident(&f, p));
-                bad += !check(f.view + p * PAGE, p, 1);
-        }
-        assert_int_equal(bad, 0);
-        assert_int_equal(smartpage_finish(f.sp), -ENOSPC);
-        fixture_done(&f, false);
-        assert_int_equal(umount(dir), 0);
-        rmdir(dir);
 }
 
 /* Discarded pages are dropped from the file without being read, and read back as zeroes. */
@@ -933,11 +663,6 @@ int main(void)
                 cmocka_unit_test(bad_arguments),
                 cmocka_unit_test(clean_tracking_continue_wp),
                 cmocka_unit_test(clean_tracking_remap_by_copy),
-                cmocka_unit_test(writeback_idle),
-                cmocka_unit_test(writeback_bounded),
-                cmocka_unit_test(writeback_then_write),
-                cmocka_unit_test(writeback_racing_writes),
-                cmocka_unit_test(writeback_disk_full),
         };
         bool wp = false;
         int uffd, r = uffd_open(&uffd, &wp);
@@ -949,7 +674,6 @@ int main(void)
                 return 77;
         }
         close(uffd);
-        have_wp = wp;
         if (!wp)
                 printf("# no userfaultfd write-protect on shmem: every page is dirty\n");
         return cmocka_run_group_tests(tests, NULL, NULL);
