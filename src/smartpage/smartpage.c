@@ -149,7 +149,7 @@ int smartpage_start(const struct smartpage_options *o, int memfd, uint64_t off, 
                 smartpage_free(sp);
                 return r;
         }
-        log_info("smart paging started: %" PRIu64 " MiB of guest RAM within %" PRIu64
+        log_debug("smart paging started: %" PRIu64 " MiB of guest RAM within %" PRIu64
                  " MiB, paging file %s",
                  len / MiB, o->resident_limit / MiB, sp->file.path);
         *ret = sp;
@@ -229,7 +229,7 @@ int smartpage_finish(struct smartpage *sp)
         if (r < 0)
                 log_warn_errno(r, "smart paging: cannot remove the paging file");
         smartpage_get_stats(sp, &st);
-        log_info("smart paging ended after %" PRIu64 " ms: %" PRIu64 " pages out (%" PRIu64
+        log_debug("smart paging ended after %" PRIu64 " ms: %" PRIu64 " pages out (%" PRIu64
                  " written, the others clean), %" PRIu64 " in, %" PRIu64 " discarded",
                  st.active_ms, st.pages_out, sp->count.pages_written, st.pages_in, st.discarded);
         return 0;

@@ -257,6 +257,7 @@ static int create_vcpus(struct vm *vm)
                 .mmio = &vm->mmio,
                 .on_event = on_vcpu_event,
                 .opaque = vm,
+                .ram_paged = &vm->ram_paged,
         };
         vm->vcpus = calloc(n, sizeof(*vm->vcpus));
         if (!vm->vcpus)
