@@ -75,6 +75,13 @@ int guest_mem_plan_hotplug(struct guest_mem *gm, uint64_t gpa, uint64_t size, ui
 int guest_mem_map(struct guest_mem *gm, const char *name);
 
 /*
+ * Asks the host for shmem huge pages on the whole mapping (MADV_HUGEPAGE), or keeps them out
+ * (MADV_NOHUGEPAGE). guest_mem_map() does neither: RAM that smart paging may take over must be
+ * in 4 KiB pages from the start.
+ */
+void guest_mem_use_huge_pages(struct guest_mem *gm, bool huge);
+
+/*
  * guest_mem_plan() and guest_mem_map(): [0, min(ram_size, hole_start)) and, for the rest, from
  * 4 GiB up. hole_start must be below 4 GiB and page aligned. Returns 0 or a negative errno.
  */

@@ -79,7 +79,6 @@ struct vm {
         struct virtio_mem *vmem;  /* NULL without a hot-plug region */
         struct dynmem *dynmem;    /* NULL with static memory */
         struct vm_paging *paging; /* smart paging (vm-smartpage.c), NULL when the boot has none */
-        bool ram_paged;           /* boot RAM is served by the paging engine (vCPUs read it) */
         struct vcpu_env vcpu_env;
         struct vcpu *vcpus;
         unsigned nr_vcpus;

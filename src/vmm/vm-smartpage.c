@@ -94,7 +94,6 @@ static void on_finished(void *opaque, uint32_t events)
                 return;
         }
         p->vm->mem.on_discard = NULL;
-        __atomic_store_n(&p->vm->ram_paged, false, __ATOMIC_RELEASE);
         smartpage_get_stats(p->sp, &p->final);
         p->final.active = false;
         p->final.file_bytes = 0;
@@ -103,6 +102,7 @@ static void on_finished(void *opaque, uint32_t events)
         p->error_src = p->check_src = NULL;
         smartpage_free(p->sp);
         p->sp = NULL;
+        guest_mem_use_huge_pages(&p->vm->mem, true);
         log_info("smart paging: ended after %.1f s, %llu pages in, %llu out, %llu dropped unread "
                  "(the balloon's), paging file removed",
                  (double)p->final.active_ms / 1000.0, (unsigned long long)p->final.pages_in,
@@ -225,7 +225,6 @@ int vm_paging_start(struct vm *vm, uint64_t grant)
                 return log_errno(r, "smart paging: cannot watch the engine");
         vm->mem.on_discard = on_discard;
         vm->mem.on_discard_opaque = p;
-        __atomic_store_n(&vm->ram_paged, true, __ATOMIC_RELEASE);
         return 0;
 }
 
@@ -239,7 +238,6 @@ void vm_paging_free(struct vm *vm)
         if (p->worker_running)
                 pthread_join(p->worker, NULL);
         vm->mem.on_discard = NULL;
-        __atomic_store_n(&vm->ram_paged, false, __ATOMIC_RELEASE);
         event_source_free(p->error_src);
         event_source_free(p->check_src);
         event_source_free(p->done_src);

@@ -45,6 +45,12 @@ int vm_guest_mem_init(struct vm *vm)
                 return log_errno(r, "cannot allocate %llu MiB of guest RAM%s",
                                  (unsigned long long)(cfg->memory >> 20),
                                  region ? " and its hot-plug region" : "");
+        /*
+         * A reboot with dynamic memory may be admitted with less than startup, and then smart
+         * paging pages boot RAM 4 KiB at a time: what tidal loads must not sit in huge pages.
+         * Such a boot asks for them once it is admitted in full (vm.c) or paging has ended.
+         */
+        guest_mem_use_huge_pages(&vm->mem, vm->vmm->boots == 0 || !vm->vmm->mem.dynamic);
         return 0;
 }
 

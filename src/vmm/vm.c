@@ -257,7 +257,6 @@ static int create_vcpus(struct vm *vm)
                 .mmio = &vm->mmio,
                 .on_event = on_vcpu_event,
                 .opaque = vm,
-                .ram_paged = &vm->ram_paged,
         };
         vm->vcpus = calloc(n, sizeof(*vm->vcpus));
         if (!vm->vcpus)
@@ -392,6 +391,8 @@ static enum vm_request vm_run_once(struct vmm *vmm, bool *config_error)
         req = vmm_memctl_admit(vmm);
         if (req != VM_REQUEST_NONE)
                 goto out;
+        if (!vm.paging)
+                guest_mem_use_huge_pages(&vm.mem, true); /* for a boot that held them back */
         req = VM_REQUEST_FAILED;
         for (unsigned i = 0; i < vm.nr_vcpus; i++) {
                 r = vcpu_start(&vm.vcpus[i]);

@@ -127,6 +127,11 @@ def smartpaging_restart(ctx):
                                                              during))
         check(result.group(1) == "OK pattern", "the pattern under smart paging: %s; console:\n%s"
               % (result.group(0), small.text()[-2000:]))
+        # Once: a guest that crashed (a triple fault resets it) and ran the pattern again in a
+        # later boot would otherwise pass.
+        boots = small.stderr().count("guest rebooted; starting boot")
+        check(boots == 1, "the guest restarted %d times, not once: memory it read under smart "
+              "paging was wrong; tidal:\n%s" % (boots, small.stderr()[-2000:]))
         check(during["pages_out"] > 0 and during["pages_in"] > 0,
               "the pattern did not page out and back in: %r" % during)
         small.wait_ready(timeout=600)
@@ -178,6 +183,8 @@ def smartpaging_disk_full(ctx):
         # The early pattern writes hundreds of MiB past the grant: the file system fills.
         rc = small.wait_exit(timeout=900)
         err = small.stderr()
+        check(err.count("guest rebooted; starting boot") == 1,
+              "the guest restarted more than once while paging: %r" % err[-2000:])
         check(rc == 1, "tidal exited %s after the paging file system filled up, expected 1" % rc)
         check("smart paging failed: No space left on device" in err,
               "no clear message about the full disk: %r" % err[-2000:])

@@ -78,12 +78,6 @@ int guest_mem_map(struct guest_mem *gm, const char *name)
         }
         /* Guest RAM in a core dump of tidal would be large and would leak guest secrets. */
         (void)madvise(base, gm->map_size, MADV_DONTDUMP);
-        /*
-         * Huge pages where the host allows them for shmem (shmem_enabled=advise): far fewer
-         * faults and TLB misses, as QEMU gets for its anonymous RAM. Discards of 4 KiB pages
-         * still work: the kernel splits the huge page.
-         */
-        (void)madvise(base, gm->map_size, MADV_HUGEPAGE);
 
         gm->base = base;
         gm->memfd = TAKE_FD(fd);
@@ -199,6 +193,18 @@ bool guest_mem_next_ram(const struct guest_mem *gm, uint64_t from, uint64_t to, 
                 }
         }
         return found;
+}
+
+void guest_mem_use_huge_pages(struct guest_mem *gm, bool huge)
+{
+        /*
+         * Huge pages where the host allows them for shmem (shmem_enabled=advise): far fewer
+         * faults and TLB misses, as QEMU gets for its anonymous RAM. Discards of 4 KiB pages
+         * still work: the kernel splits the huge page. MADV_NOHUGEPAGE keeps them out even
+         * with shmem_enabled=always.
+         */
+        if (gm->base)
+                (void)madvise(gm->base, gm->map_size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 }
 
 int guest_mem_discard(struct guest_mem *gm, uint64_t gpa, uint64_t len)

@@ -5,7 +5,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tidal/log.h"
@@ -276,43 +275,6 @@ static void run_failed(struct vcpu *v, int err)
                           v->id, (unsigned long long)regs.rip);
 }
 
-/*
- * While smart paging serves guest RAM, an EFAULT from KVM_RUN is retried for up to about a
- * second (EFAULT_RETRIES x EFAULT_PAUSE_NS): the rig's 6.1 host kernel was seen failing a guest
- * access with EFAULT while the engine was evicting, and re-entering the guest repeats the access
- * with nothing lost. A guest that really touches memory it does not have keeps failing, and is
- * stopped as before, a second later.
- */
-#define EFAULT_RETRIES  200
-#define EFAULT_PAUSE_NS 5000000L
-
-static bool retry_efault(struct vcpu *v)
-{
-        struct timespec pause = {.tv_nsec = EFAULT_PAUSE_NS};
-        struct kvm_regs regs = {0};
-
-        if (!v->env->ram_paged || !__atomic_load_n(v->env->ram_paged, __ATOMIC_ACQUIRE) ||
-            v->efault_streak >= EFAULT_RETRIES)
-                return false;
-        if (v->efault_streak++ == 0) {
-                (void)ioctl(v->fd, KVM_GET_REGS, &regs);
-                log_warn("vCPU %u: KVM could not map guest memory (EFAULT) at rip 0x%llx while "
-                         "smart paging is active: retrying",
-                         v->id, (unsigned long long)regs.rip);
-        }
-        nanosleep(&pause, NULL);
-        return true;
-}
-
-/* KVM_RUN came back with an exit: a streak of EFAULTs before it was transient. */
-static void efault_streak_over(struct vcpu *v)
-{
-        if (v->efault_streak == 0)
-                return;
-        log_info("vCPU %u: the guest ran on after %u EFAULT retries", v->id, v->efault_streak);
-        v->efault_streak = 0;
-}
-
 static void *vcpu_thread(void *arg)
 {
         struct vcpu *v = arg;
@@ -326,13 +288,10 @@ static void *vcpu_thread(void *arg)
                 if (ioctl(v->fd, KVM_RUN, 0) < 0) {
                         if (errno == EINTR || errno == EAGAIN)
                                 continue;
-                        if (errno == EFAULT && retry_efault(v))
-                                continue;
                         run_failed(v, errno);
                         v->env->on_event(v->env->opaque, v->id, VCPU_EVENT_FAILED);
                         break;
                 }
-                efault_streak_over(v);
                 if (!handle_exit(v))
                         break;
         }

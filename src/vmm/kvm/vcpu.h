@@ -24,11 +24,6 @@ struct vcpu_env {
         struct bus *mmio;
         void (*on_event)(void *opaque, unsigned vcpu_id, enum vcpu_event event);
         void *opaque;
-        /*
-         * Set while guest RAM is served from user space (smart paging): KVM_RUN's EFAULT may
-         * then be a fault that lost a race with the paging engine, and is retried a while.
-         */
-        const bool *ram_paged;
 };
 
 struct vcpu {
@@ -39,7 +34,6 @@ struct vcpu {
         pthread_t thread;
         bool thread_started;
         bool stop; /* set by vcpu_stop(), read by the vCPU thread */
-        unsigned efault_streak; /* KVM_RUN EFAULTs in a row, retried under smart paging */
 };
 
 /* The signal used to kick vCPU threads out of KVM_RUN; its handler must be installed once. */
