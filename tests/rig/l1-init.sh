@@ -63,8 +63,12 @@ fi
 echo advise >/sys/kernel/mm/transparent_hugepage/shmem_enabled 2>/dev/null || true
 say "command starting at uptime $(uptime_s)s"
 uptime_s >/rigctl/l1-start
+# A heartbeat for the host (tests/rig/run): tells a frozen L1 from a slow command.
+(while :; do uptime_s >/rigctl/heartbeat; sleep 10; done) &
+heartbeat=$!
 chroot $R /bin/sh /run/tidal-rig/run.sh
 rc=$?
+kill "$heartbeat" 2>/dev/null
 say "command exited with status $rc at uptime $(uptime_s)s"
 echo "$rc" >/rigctl/status.tmp && mv /rigctl/status.tmp /rigctl/status
 sync
