@@ -150,8 +150,8 @@ int smartpage_start(const struct smartpage_options *o, int memfd, uint64_t off, 
                 return r;
         }
         log_debug("smart paging started: %" PRIu64 " MiB of guest RAM within %" PRIu64
-                 " MiB, paging file %s",
-                 len / MiB, o->resident_limit / MiB, sp->file.path);
+                  " MiB, paging file %s",
+                  len / MiB, o->resident_limit / MiB, sp->file.path);
         *ret = sp;
         return 0;
 }
@@ -230,8 +230,8 @@ int smartpage_finish(struct smartpage *sp)
                 log_warn_errno(r, "smart paging: cannot remove the paging file");
         smartpage_get_stats(sp, &st);
         log_debug("smart paging ended after %" PRIu64 " ms: %" PRIu64 " pages out (%" PRIu64
-                 " written, the others clean), %" PRIu64 " in, %" PRIu64 " discarded",
-                 st.active_ms, st.pages_out, sp->count.pages_written, st.pages_in, st.discarded);
+                  " written, the others clean), %" PRIu64 " in, %" PRIu64 " discarded",
+                  st.active_ms, st.pages_out, sp->count.pages_written, st.pages_in, st.discarded);
         return 0;
 }
 
