@@ -97,9 +97,10 @@ static uint64_t memfd_pages(const struct fixture *f)
 
 /*
  * dir NULL: a new directory in /dev/shm, so that most tests do not wait for a disk; "/tmp": a new
- * directory on the disk (O_DIRECT); else that directory.
+ * directory on the disk (O_DIRECT); else that directory. backing: the shmem file to map (taken
+ * over), or -1 for a new memfd.
  */
-static void fixture_init(struct fixture *f, const char *dir)
+static void fixture_init_backed(struct fixture *f, const char *dir, int backing)
 {
         memset(f, 0, sizeof(*f));
         if (dir && strcmp(dir, "/tmp") != 0)
@@ -107,7 +108,7 @@ static void fixture_init(struct fixture *f, const char *dir)
         else
                 assert_non_null(mkdtemp(strcpy(f->dir, dir ? "/tmp/smartpage-test.XXXXXX"
                                                            : "/dev/shm/smartpage-test.XXXXXX")));
-        f->memfd = memfd_create("smartpage-test", MFD_CLOEXEC);
+        f->memfd = backing >= 0 ? backing : memfd_create("smartpage-test", MFD_CLOEXEC);
         assert_true(f->memfd >= 0);
         assert_int_equal(ftruncate(f->memfd, REGION), 0);
         f->region = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_SHARED, f->memfd, 0);
@@ -115,6 +116,22 @@ static void fixture_init(struct fixture *f, const char *dir)
         assert_true(f->region != MAP_FAILED && f->view != MAP_FAILED);
         f->gen = calloc(NR_PAGES, sizeof(*f->gen));
         assert_non_null(f->gen);
+}
+
+/* Guest RAM in a new memfd. */
+static void fixture_init(struct fixture *f, const char *dir)
+{
+        fixture_init_backed(f, dir, -1);
+}
+
+/* A tmpfs of its own in a new directory (dir, a mkdtemp template); false if it cannot mount. */
+static bool mount_tmpfs(char *dir, const char *options)
+{
+        assert_non_null(mkdtemp(dir));
+        if (mount("tmpfs", dir, "tmpfs", 0, options) == 0)
+                return true;
+        rmdir(dir);
+        return false;
 }
 
 /* Every page written before paging starts: the start must evict down to the limit. */
@@ -328,22 +345,11 @@ static void huge_pages_test(enum pattern pattern, uint64_t ops)
         int fd;
 
         /* Guest RAM's shmem in huge pages whatever the host's shmem_enabled says. */
-        assert_non_null(mkdtemp(mnt));
-        if (mount("tmpfs", mnt, "tmpfs", 0, "huge=always,size=128M,mode=0700") < 0) {
-                rmdir(mnt);
+        if (!mount_tmpfs(mnt, "huge=always,size=128M,mode=0700"))
                 skip();
-        }
-        fixture_init(&f, NULL);
         fd = open(mnt, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
         assert_true(fd >= 0);
-        assert_int_equal(ftruncate(fd, REGION), 0);
-        munmap(f.region, REGION);
-        munmap(f.view, REGION);
-        close(f.memfd);
-        f.memfd = fd;
-        f.region = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        f.view = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        assert_true(f.region != MAP_FAILED && f.view != MAP_FAILED);
+        fixture_init_backed(&f, NULL, fd);
         (void)madvise(f.region, REGION, MADV_HUGEPAGE);
         for (uint64_t p = 0; p < NR_PAGES; p++) {
                 f.gen[p] = 1;
@@ -616,11 +622,8 @@ static void disk_full(void **state)
         char dir[] = "/tmp/smartpage-full.XXXXXX";
         pthread_t t;
 
-        assert_non_null(mkdtemp(dir));
-        if (mount("tmpfs", dir, "tmpfs", 0, "size=1M,mode=0700") < 0) {
-                rmdir(dir);
+        if (!mount_tmpfs(dir, "size=1M,mode=0700"))
                 skip();
-        }
         fixture_init(&f, dir);
         assert_int_equal(fixture_start(&f, REGION / 4, 8), 0);
         path = file_path(&f);
