@@ -124,19 +124,20 @@ def main():
         print("no usable /dev/kvm here: running the %s suite inside the nested rig" % args.suite,
               flush=True)
         console_log = os.path.join(log_dir, "rig-console.log")
-        rc = run_in_rig(inside, build_dir, console_log, args.timeout, args.rig_mem,
-                        env=["TIDAL_DEBUG", "TIDAL_E2E_CMDLINE"])
-        if rc == RIG_FROZEN:
-            # The L1 machine stalled, not a test: its results so far are kept, and the suite
-            # runs once more in a fresh L1. A second freeze fails the suite.
-            os.replace(console_log, console_log + ".frozen")
-            print("the rig's L1 froze (tests/rig/run status 123): running the %s suite again "
-                  "in a fresh L1; the frozen console is in %s.frozen" % (args.suite, console_log),
-                  flush=True)
+        # A frozen L1 is the machine stalling, not a test failing: the suite runs once more in
+        # a fresh L1, the frozen console kept aside. A second freeze fails the suite.
+        for attempt in range(2):
+            if attempt:
+                os.replace(console_log, console_log + ".frozen")
+                print("the rig's L1 froze (tests/rig/run status 123): running the %s suite "
+                      "again in a fresh L1; the frozen console is in %s.frozen"
+                      % (args.suite, console_log), flush=True)
             rc = run_in_rig(inside, build_dir, console_log, args.timeout, args.rig_mem,
                             env=["TIDAL_DEBUG", "TIDAL_E2E_CMDLINE"])
+            if rc != RIG_FROZEN:
+                break
         # The rig shows its whole console only on failure; always show the test results.
-        with open(os.path.join(log_dir, "rig-console.log"), errors="replace") as f:
+        with open(console_log, errors="replace") as f:
             for line in f:
                 if line.startswith(("RUN ", "PASS ", "FAIL ", "e2e: ")):
                     print(line.rstrip(), flush=True)
