@@ -202,7 +202,8 @@ static void queue_ahead(struct smartpage *sp)
 /*
  * The fault is the next window's first page and every page of it is still paged out: nothing
  * brought one in, discarded it or wrote it back since the read was issued (each of those needs
- * a fault elsewhere, which drops the read, or changes the state).
+ * a fault elsewhere, which drops the read, or changes the state; a discarded page used again
+ * drops it in engine_page_in()).
  */
 static bool ahead_usable(const struct smartpage *sp, uint64_t page)
 {
@@ -249,6 +250,13 @@ int engine_page_in(struct smartpage *sp, uint64_t page, bool write)
                 return sp->error;
         sp->count.faults++;
         if (!(sp->pt.state[page] & PG_PAGED)) {
+                /*
+                 * A page of the next window that was discarded and is used again: once evicted
+                 * it would be paged out again, and the window's read would hold its old data.
+                 */
+                if (sp->ahead.active && page >= sp->ahead.first &&
+                    page - sp->ahead.first < sp->ahead.n)
+                        engine_drop_ahead(sp);
                 r = engine_make_room(sp, 1);
                 if (r < 0)
                         return r;

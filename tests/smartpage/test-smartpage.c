@@ -567,6 +567,45 @@ static void discard_skips_read(void **state)
         fixture_done(&f, true);
 }
 
+/*
+ * A page of the next sequential window is discarded, used again and evicted while the window's
+ * read is pending: that read holds its old contents, which must never be copied in.
+ */
+static void discard_in_readahead_window(void **state)
+{
+        struct fixture f;
+        uint64_t first, victim;
+        unsigned n;
+        bool active;
+
+        fixture_init(&f, NULL);
+        fixture_fill(&f);
+        assert_int_equal(fixture_start(&f, 256 * PAGE, 15), 0);
+        /* Two sequential faults: the second reads a window and queues the next one. */
+        assert_true(check(f.region + 1000 * PAGE, 1000, 1));
+        assert_true(check(f.region + 1001 * PAGE, 1001, 1));
+        pthread_mutex_lock(&f.sp->lock);
+        active = f.sp->ahead.active, first = f.sp->ahead.first, n = f.sp->ahead.n;
+        pthread_mutex_unlock(&f.sp->lock);
+        assert_true(active && n >= 2);
+        victim = first + 1;
+        smartpage_discard(f.sp, victim * PAGE, PAGE);
+        f.gen[victim] = 2;
+        fill(f.region + victim * PAGE, victim, 2);
+        /* Pushed out by never-used pages (discarded ones): no read, nothing drops the window. */
+        smartpage_discard(f.sp, REGION / 2, REGION / 2);
+        memset(f.gen + NR_PAGES / 2, 0, NR_PAGES / 2 * sizeof(*f.gen));
+        for (uint64_t p = NR_PAGES / 2; p < NR_PAGES && resident(&f, victim); p++) {
+                f.gen[p] = 3;
+                fill(f.region + p * PAGE, p, 3);
+        }
+        assert_false(resident(&f, victim));
+        assert_true(check(f.region + first * PAGE, first, 1));
+        assert_true(check(f.region + victim * PAGE, victim, 2));
+        finish_and_check(&f);
+        fixture_done(&f, true);
+}
+
 /* A lower limit is enforced at once, without any fault. */
 static void lower_limit(void **state)
 {
@@ -727,6 +766,7 @@ int main(void)
                 cmocka_unit_test(random_50),
                 cmocka_unit_test(hot_cold_25),
                 cmocka_unit_test(discard_skips_read),
+                cmocka_unit_test(discard_in_readahead_window),
                 cmocka_unit_test(lower_limit),
                 cmocka_unit_test(disk_full),
                 cmocka_unit_test(stale_file),
