@@ -42,6 +42,8 @@ REQUIRED = {
     "tidal@.service": [
         "ExecStart=", "--name %i $TIDAL_ARGS", "EnvironmentFile=", "KillSignal=SIGTERM",
         "Restart=on-failure", "RestartPreventExitStatus=2 3", "DeviceAllow=/dev/kvm rw",
+        # smart paging: userfaultfd for KVM's faults without CAP_SYS_PTRACE, and its files
+        "DeviceAllow=/dev/userfaultfd rw", "StateDirectory=tidal/smartpaging",
         "DevicePolicy=closed", "CapabilityBoundingSet=", "NoNewPrivileges=yes",
         "ProtectSystem=strict", "PrivateNetwork=yes", "MemoryDenyWriteExecute=yes",
         "SystemCallFilter=@system-service", "Wants=tidald.socket",
