@@ -12,6 +12,7 @@ dozens of simulated VMM clients speaking docs/memctl-protocol.md. No KVM needed.
 Every wait polls with a deadline; nothing asserts on elapsed time.
 """
 import errno
+import grp
 import json
 import os
 import re
@@ -437,8 +438,11 @@ def case_daemon_restart(d):
 
 
 def case_other_uid_cannot_set(d):
-    mode = os.stat(d.path).st_mode & 0o777
-    check(mode == 0o660, "socket mode %o, not 660" % mode)
+    st = os.stat(d.path)
+    check(st.st_mode & 0o777 == 0o660, "socket mode %o, not 660" % (st.st_mode & 0o777))
+    # run_case gave --socket-group nogroup (root) or the caller's own group
+    want_gid = grp.getgrnam("nogroup").gr_gid if os.getuid() == 0 else os.getgid()
+    check(st.st_gid == want_gid, "socket group %d, not %d" % (st.st_gid, want_gid))
     if os.getuid() != 0:
         print("  SKIP: the other-uid part needs root (setpriv to user nobody)")
         return
