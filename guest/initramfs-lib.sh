@@ -28,7 +28,8 @@ ifs_busybox() {
 }
 
 # ifs_resolve_modules KMODDIR NAME... -> module paths (relative to KMODDIR),
-# dependencies first, each once. Names may use '-' or '_'.
+# dependencies first, each once. Names may use '-' or '_'; modules built into
+# the kernel (modules.builtin) are skipped.
 ifs_resolve_modules() {
         local moddir=$1
         shift
@@ -43,6 +44,7 @@ ifs_resolve_modules() {
                 done[p] = 1
                 print p
         }
+        FILENAME ~ /modules\.builtin$/ { builtin[norm($1)] = 1; next }
         {
                 path = $1; sub(/:$/, "", path)
                 deps[path] = ""
@@ -53,11 +55,12 @@ ifs_resolve_modules() {
                 n = split(want, w, " ")
                 for (i = 1; i <= n; i++) {
                         m = w[i]; gsub(/-/, "_", m)
+                        if (!(m in byname) && (m in builtin)) continue
                         if (!(m in byname)) { print "module not found: " w[i] > "/dev/stderr"; bad = 1; continue }
                         visit(byname[m])
                 }
                 exit bad
-        }' "$moddir/modules.dep"
+        }' "$moddir/modules.builtin" "$moddir/modules.dep"
 }
 
 # ifs_add_modules ROOT KMODDIR NAME... -> copies modules flat into ROOT/lib/modules

@@ -13,7 +13,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # shellcheck disable=SC2206
 MODULES=(irqbypass ccp kvm kvm-amd virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev
-        virtio_ring virtio 9pnet 9pnet_virtio netfs fscache 9p ${TIDAL_L1_EXTRA_MODULES:-})
+        virtio_ring virtio 9pnet 9pnet_virtio netfs 9p ${TIDAL_L1_EXTRA_MODULES:-})
 
 [[ $# -ge 1 && $# -le 2 ]] || ifs_die "usage: $0 OUT [CACHE_DIR]"
 OUT=$1

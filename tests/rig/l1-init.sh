@@ -18,9 +18,21 @@ die() {
         poweroff -f
 }
 
+# MODULE.PARAM=VALUE on the kernel command line goes to that module, as modprobe would do
+# (e.g. TIDAL_RIG_APPEND="... kvm.tdp_mmu=0").
+modparams() {
+        name=$(basename "$1" .ko | tr - _)
+        # shellcheck disable=SC2013 # words, not lines
+        for arg in $(cat /proc/cmdline); do
+                case $arg in "$name".*=*) echo "${arg#"$name".}" ;; esac
+        done
+}
+
 while read -r mod; do
         [ -n "$mod" ] || continue
-        insmod "$mod" 2>/tmp/insmod.err || grep -q 'File exists' /tmp/insmod.err ||
+        # shellcheck disable=SC2046
+        insmod "$mod" $(modparams "$mod") 2>/tmp/insmod.err ||
+                grep -q 'File exists' /tmp/insmod.err ||
                 say "insmod $mod failed: $(cat /tmp/insmod.err)"
 done </etc/tidal-modules
 
