@@ -13,10 +13,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kvm-guest.h"
+#include "tidal/clock.h"
 #include "tidal/macro.h"
 
 #define PAGE       KVM_GUEST_PAGE
@@ -122,17 +122,9 @@ __asm__(".pushsection guestcode, \"ax\"\n"
 
 extern const uint8_t __start_guestcode[], __stop_guestcode[], guest_vectors[];
 
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 double kvm_guest_elapsed(const struct kvm_guest *g)
 {
-        return (double)(now_ns() - g->start_ns) / 1e9;
+        return (double)(monotonic_ns() - g->start_ns) / 1e9;
 }
 
 /* The inverse of an odd number modulo 2^64 (Newton's iteration): to name the page a word is of. */
@@ -522,7 +514,7 @@ int kvm_guest_create(struct kvm_guest *g)
 
 int kvm_guest_start(struct kvm_guest *g)
 {
-        g->start_ns = now_ns();
+        g->start_ns = monotonic_ns();
         for (unsigned i = 0; i < g->o.vcpus; i++) {
                 int r = pthread_create(&g->vcpus[i].thread, NULL, vcpu_thread, &g->vcpus[i]);
 
