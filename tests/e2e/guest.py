@@ -13,6 +13,9 @@ import time
 
 SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# Every wait's timeout is multiplied by this: a rig on single-threaded TCG (smart paging's,
+# tests/e2e/meson.build) runs guests at about half speed.
+TIME_SCALE = float(os.environ.get("TIDAL_E2E_TIME_SCALE", "1"))
 READY_RE = re.compile(r"TIDAL-GUEST-READY cpus=(\d+) memtotal_kb=(\d+) uptime_ms=(\d+)\r?\n")
 
 
@@ -87,6 +90,7 @@ class Guest:
     def wait_for(self, pattern, timeout):
         """Waits for a regex in console output after what was consumed; returns the match."""
         rx = re.compile(pattern)
+        timeout *= TIME_SCALE
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
@@ -144,6 +148,7 @@ class Guest:
         return out
 
     def wait_exit(self, timeout=120):
+        timeout *= TIME_SCALE
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

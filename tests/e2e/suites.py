@@ -8,7 +8,7 @@ import tempfile
 import threading
 import time
 
-from guest import Guest, GuestError
+from guest import TIME_SCALE, Guest, GuestError
 
 GUEST_CMDLINE = os.environ.get("TIDAL_E2E_CMDLINE", "console=ttyS0 quiet")
 
@@ -193,6 +193,7 @@ def rss_kib(pid):
 
 def wait_until(what, fn, timeout, explain=None):
     """Polls fn until it is true; on timeout fails, with explain() appended when given."""
+    timeout *= TIME_SCALE
     deadline = time.monotonic() + timeout
     while True:
         v = fn()
