@@ -24,6 +24,7 @@
 #include "smartpage/engine.h" /* the counters, read without the lock when stuck */
 #include "smartpage/smartpage.h"
 #include "tidal/macro.h"
+#include "tidal/parse.h"
 
 #define STALL_S 60
 
@@ -176,25 +177,24 @@ static int run(struct run *r)
         return ok ? 0 : 1;
 }
 
-static uint64_t parse_mib(const char *s)
+/* A size with a K/M/G suffix, or exit 2. */
+static uint64_t size_arg(const char *s)
 {
-        char *end;
-        unsigned long long v = strtoull(s, &end, 10);
+        uint64_t v;
 
-        if (*end || v == 0 || v > 1024) {
-                fprintf(stderr, "bad size in MiB: %s\n", s);
+        if (parse_size(s, &v) < 0 || v > GiB) {
+                fprintf(stderr, "bad size (at most 1G): %s\n", s);
                 exit(2);
         }
-        return v * MiB;
+        return v;
 }
 
-static unsigned parse_uint(const char *s, unsigned max)
+static unsigned uint_arg(const char *s, unsigned max)
 {
-        char *end;
-        unsigned long v = strtoul(s, &end, 10);
+        uint64_t v;
 
-        if (*end || v > max) {
-                fprintf(stderr, "bad number: %s\n", s);
+        if (parse_uint(s, 0, max, &v) < 0) {
+                fprintf(stderr, "bad number (0..%u): %s\n", max, s);
                 exit(2);
         }
         return (unsigned)v;
@@ -214,7 +214,7 @@ static enum pager parse_pager(const char *s)
 static void usage(const char *prog)
 {
         fprintf(stderr,
-                "usage: %s [--memory MIB] [--limit MIB] [--vcpus N] [--passes N] "
+                "usage: %s [--memory SIZE] [--limit SIZE] [--vcpus N] [--passes N] "
                 "[--readahead PAGES] [--small-pages] [--pager NAME] [--dir DIR] "
                 "[--timeout S]\n",
                 prog);
@@ -244,19 +244,19 @@ static void parse(int argc, char **argv, struct options *o)
         while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
                 switch (c) {
                 case 'm':
-                        o->guest.memory = parse_mib(optarg);
+                        o->guest.memory = size_arg(optarg);
                         break;
                 case 'l':
-                        o->limit = parse_mib(optarg);
+                        o->limit = size_arg(optarg);
                         break;
                 case 'c':
-                        o->guest.vcpus = parse_uint(optarg, KVM_GUEST_MAX_VCPUS);
+                        o->guest.vcpus = uint_arg(optarg, KVM_GUEST_MAX_VCPUS);
                         break;
                 case 'p':
-                        o->guest.passes = parse_uint(optarg, 1000);
+                        o->guest.passes = uint_arg(optarg, 1000);
                         break;
                 case 'r':
-                        o->readahead = parse_uint(optarg, 255);
+                        o->readahead = uint_arg(optarg, 255);
                         break;
                 case 's':
                         o->guest.small_pages = true;
@@ -268,7 +268,7 @@ static void parse(int argc, char **argv, struct options *o)
                         o->dir = optarg;
                         break;
                 case 't':
-                        o->timeout_s = parse_uint(optarg, 86400);
+                        o->timeout_s = uint_arg(optarg, 86400);
                         break;
                 default:
                         usage(argv[0]);
@@ -280,8 +280,8 @@ static void parse(int argc, char **argv, struct options *o)
                 o->limit = o->guest.memory / 4;
         if (o->guest.vcpus == 0 || o->guest.passes == 0 || o->guest.memory < 16 * MiB ||
             o->limit > o->guest.memory || o->guest.memory % (2 * MiB)) {
-                fprintf(stderr, "need 1..8 vCPUs, passes > 0, 16..1024 MiB of memory (2 MiB "
-                                "multiple) and a limit within it\n");
+                fprintf(stderr, "need 1..8 vCPUs, passes > 0, 16M..1G of memory (2 MiB multiple) "
+                                "and a limit within it\n");
                 exit(2);
         }
 }
