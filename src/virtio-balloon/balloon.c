@@ -226,6 +226,13 @@ int balloon_set_stats_period(struct balloon *b, uint32_t seconds)
         return r;
 }
 
+void balloon_request_stats(struct balloon *b)
+{
+        virtio_dev_lock(&b->dev);
+        balloon_stats_tick(b);
+        virtio_dev_unlock(&b->dev);
+}
+
 void balloon_get_state(struct balloon *b, struct balloon_state *ret)
 {
         uint64_t now = monotonic_ns();

@@ -74,6 +74,13 @@ int balloon_set_target(struct balloon *b, uint64_t bytes);
 /* Period of the stats queue polling, in seconds; 0 stops it. 0, -ERANGE or a timer error. */
 int balloon_set_stats_period(struct balloon *b, uint32_t seconds);
 
+/*
+ * Asks the guest for a statistics report now rather than at the next period: returns the buffer
+ * it left with the device, if any (without one, a report is already on its way). The period's
+ * timer keeps its pace.
+ */
+void balloon_request_stats(struct balloon *b);
+
 struct balloon_state {
         bool driver_ok;          /* the driver set DRIVER_OK and the device is not broken */
         bool needs_reset;        /* the guest broke the protocol; waiting for a device reset */

@@ -21,6 +21,7 @@ struct dynmem {
         uint64_t region;
         struct event_source *timer;
         struct event_source *stats_src; /* the balloon's statistics eventfd */
+        struct event_source *confirm;   /* one shot: asks for the report that confirms a low one */
         uint64_t last_round_ns;
 
         struct dynmem_state state;
@@ -169,8 +170,12 @@ static uint64_t next_target(struct dynmem *d, bool fresh, bool new_report)
         if (!d->state.have_demand)
                 return d->state.target;
         next = controller_next_target(&in);
-        if (new_report)
+        if (new_report) {
                 d->low_before = controller_wants_less(&in);
+                /* A first low reading: its confirmation need not wait a whole period. */
+                if (d->low_before && next == d->state.target)
+                        (void)event_source_set_period(d->confirm, DYNMEM_CONFIRM_NS);
+        }
         return next;
 }
 
@@ -218,13 +223,28 @@ static void round_now(struct dynmem *d)
         run_round(d, true);
 }
 
-/* A report: act on it at once, instead of up to a period later. */
+/*
+ * A report: act on it at once, instead of up to a period later. One asked for early (to confirm
+ * a low reading) is not a paced round: the stall and stuck counts stay in periods.
+ */
 static void stats_arrived(void *opaque, uint32_t events)
 {
+        struct dynmem *d = opaque;
         eventfd_t count;
 
-        (void)eventfd_read(balloon_stats_eventfd(((struct dynmem *)opaque)->balloon), &count);
-        round_now(opaque);
+        (void)eventfd_read(balloon_stats_eventfd(d->balloon), &count);
+        if (monotonic_ns() - d->last_round_ns >= DYNMEM_PERIOD_NS * 9 / 10)
+                round_now(d);
+        else
+                run_round(d, false);
+}
+
+static void confirm_fired(void *opaque, uint32_t events)
+{
+        struct dynmem *d = opaque;
+
+        (void)event_source_set_period(d->confirm, 0);
+        balloon_request_stats(d->balloon);
 }
 
 /*
@@ -262,8 +282,11 @@ int dynmem_new(struct event_loop *loop, const struct mem_settings *settings, str
                 return r;
         r = event_loop_add_fd(loop, balloon_stats_eventfd(b), EPOLLIN, stats_arrived, d,
                               &d->stats_src);
+        if (r == 0)
+                r = event_loop_add_timer(loop, 0, confirm_fired, d, &d->confirm);
         if (r < 0) {
                 event_source_free(d->timer);
+                event_source_free(d->stats_src);
                 return r;
         }
         *ret = TAKE_PTR(d);
@@ -276,6 +299,7 @@ void dynmem_free(struct dynmem *d)
                 return;
         event_source_free(d->timer);
         event_source_free(d->stats_src);
+        event_source_free(d->confirm);
         free(d);
 }
 
