@@ -182,7 +182,7 @@ static uint64_t next_target(struct dynmem *d, bool fresh, bool new_report)
 /*
  * What the guest has now: startup + plugged - ballooned, and the status it gives. Read live by
  * every round and by dynmem_get_state(), so that a reader between rounds does not see a value
- * up to a period old. Returns the balloon's state.
+ * up to a period old. The devices' states are left in b and vm.
  */
 static void read_assigned(struct dynmem *d, struct balloon_state *b, struct virtio_mem_state *vm)
 {
@@ -231,6 +231,12 @@ static void run_round(struct dynmem *d, bool paced)
                 d->report_fn(d->report_opaque, &d->state);
 }
 
+/* About a period since the last paced round: the next one keeps the pace. */
+static bool period_elapsed(const struct dynmem *d)
+{
+        return monotonic_ns() - d->last_round_ns >= DYNMEM_PERIOD_NS * 9 / 10;
+}
+
 static void round_now(struct dynmem *d)
 {
         d->last_round_ns = monotonic_ns();
@@ -247,7 +253,7 @@ static void stats_arrived(void *opaque, uint32_t events)
         eventfd_t count;
 
         (void)eventfd_read(balloon_stats_eventfd(d->balloon), &count);
-        if (monotonic_ns() - d->last_round_ns >= DYNMEM_PERIOD_NS * 9 / 10)
+        if (period_elapsed(d))
                 round_now(d);
         else
                 run_round(d, false);
@@ -270,7 +276,7 @@ static void timer_fired(void *opaque, uint32_t events)
 {
         struct dynmem *d = opaque;
 
-        if (monotonic_ns() - d->last_round_ns >= DYNMEM_PERIOD_NS * 9 / 10)
+        if (period_elapsed(d))
                 round_now(d);
 }
 
