@@ -180,26 +180,6 @@ static uint64_t next_target(struct dynmem *d, bool fresh, bool new_report)
 }
 
 /*
- * What the guest has now: startup + plugged - ballooned, and the status it gives. Read live by
- * every round and by dynmem_get_state(), so that a reader between rounds does not see a value
- * up to a period old. The devices' states are left in b and vm.
- */
-static void read_assigned(struct dynmem *d, struct balloon_state *b, struct virtio_mem_state *vm)
-{
-        uint64_t has;
-
-        balloon_get_state(d->balloon, b);
-        *vm = (struct virtio_mem_state){0};
-        if (d->vmem)
-                virtio_mem_get_state(d->vmem, vm);
-        has = d->settings->startup + vm->plugged_size;
-        d->state.assigned = has > b->actual_bytes ? has - b->actual_bytes : 0;
-        d->state.balloon = b->actual_bytes;
-        d->state.vmem_plugged = vm->plugged_size;
-        d->state.status = mem_status_of(d->state.assigned, d->state.demand, d->settings->buffer);
-}
-
-/*
  * paced: a round on a report or on the timer, about one period after the last. Only those
  * count towards the stall and stuck detection, which are measured in periods; a round run at
  * once for a new target or new settings must not make a driver look stuck.
@@ -207,13 +187,19 @@ static void read_assigned(struct dynmem *d, struct balloon_state *b, struct virt
 static void run_round(struct dynmem *d, bool paced)
 {
         const struct mem_settings *s = d->settings;
-        struct virtio_mem_state vm;
+        struct virtio_mem_state vm = {0};
         struct balloon_state b;
         struct mem_split split;
         bool new_report;
-        uint64_t next;
+        uint64_t has, next;
 
-        read_assigned(d, &b, &vm);
+        balloon_get_state(d->balloon, &b);
+        if (d->vmem)
+                virtio_mem_get_state(d->vmem, &vm);
+        has = s->startup + vm.plugged_size;
+        d->state.assigned = has > b.actual_bytes ? has - b.actual_bytes : 0;
+        d->state.balloon = b.actual_bytes;
+        d->state.vmem_plugged = vm.plugged_size;
         new_report = update_demand(d, &b, d->state.assigned == d->last_assigned);
         d->last_assigned = d->state.assigned;
         d->state.fresh = stats_fresh(&b);
@@ -330,10 +316,6 @@ void dynmem_kick(struct dynmem *d)
 
 void dynmem_get_state(struct dynmem *d, struct dynmem_state *ret)
 {
-        struct virtio_mem_state vm;
-        struct balloon_state b;
-
-        read_assigned(d, &b, &vm);
         *ret = d->state;
 }
 

@@ -60,8 +60,6 @@ void dynmem_free(struct dynmem *d);
 /* Runs one controller round now (after a settings change). */
 void dynmem_kick(struct dynmem *d);
 
-/* The state, with assigned, balloon, plugged and status read live (on the event loop, like
- * every call here). */
 void dynmem_get_state(struct dynmem *d, struct dynmem_state *ret);
 
 /*
