@@ -13,8 +13,8 @@ import time
 
 SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Every wait's timeout is multiplied by this: a rig on single-threaded TCG (smart paging's,
-# tests/e2e/meson.build) runs guests at about half speed.
+# Every wait's timeout is multiplied by this: a rig on one L1 vCPU (smart paging's,
+# tests/e2e/meson.build) runs its guests and their VMMs on one emulated CPU.
 TIME_SCALE = float(os.environ.get("TIDAL_E2E_TIME_SCALE", "1"))
 READY_RE = re.compile(r"TIDAL-GUEST-READY cpus=(\d+) memtotal_kb=(\d+) uptime_ms=(\d+)\r?\n")
 
