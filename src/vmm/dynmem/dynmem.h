@@ -18,12 +18,12 @@ struct event_loop;
 struct virtio_mem;
 struct dynmem;
 
-#define DYNMEM_PERIOD_NS 1000000000ULL /* longest time between rounds (one per report) */
-/* A low reading's confirmation is asked for this soon, not a period later: long enough for a
- * blip (a process between two allocations) to pass, short enough not to hold a shrink back. */
-#define DYNMEM_CONFIRM_NS   250000000ULL
+#define DYNMEM_PERIOD_NS    1000000000ULL /* longest time between rounds (one per report) */
 #define DYNMEM_STUCK_ROUNDS 5 /* rounds without unplug progress before the balloon steps in */
 #define DYNMEM_NUDGE_ROUNDS 3 /* rounds without virtio-mem progress before it is nudged */
+/* A low reading's confirmation is asked for this soon, not a period later: long enough for a
+ * blip (a process between two allocations) to pass, short enough not to hold a shrink back. */
+#define DYNMEM_CONFIRM_NS 250000000ULL
 
 /* Where the target comes from. */
 enum dynmem_source {
