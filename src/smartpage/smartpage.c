@@ -13,6 +13,7 @@
 #include "smartpage/uffd.h"
 #include "tidal/log.h"
 #include "tidal/macro.h"
+#include "tidal/thread.h"
 
 #define MIN_LIMIT_PAGES 64u
 #define MAX_QD          4096u
@@ -107,7 +108,7 @@ static int setup(struct smartpage *sp, const struct smartpage_options *o)
         pthread_mutex_unlock(&sp->lock);
         if (r < 0)
                 return r;
-        r = -pthread_create(&sp->thread, NULL, engine_thread, sp);
+        r = thread_create(&sp->thread, engine_thread, sp);
         if (r < 0)
                 return r;
         sp->thread_started = true;

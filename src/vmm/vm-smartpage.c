@@ -12,6 +12,7 @@
 #include "tidal/log.h"
 #include "tidal/macro.h"
 #include "tidal/parse.h"
+#include "tidal/thread.h"
 #include "vmm/dynmem/dynmem.h"
 #include "vmm/vm-internal.h"
 #include "vmm/vm-smartpage.h"
@@ -142,9 +143,9 @@ static void on_check(void *opaque, uint32_t events)
                 return;
         log_info("smart paging: the guest is within its grant, reading the paging file back");
         /* It blocks until every page is in: not on the loop thread, which serves the devices. */
-        r = pthread_create(&p->worker, NULL, finish_worker, p);
-        if (r != 0) {
-                log_warn_errno(-r, "smart paging: cannot start the read-back; trying again");
+        r = thread_create(&p->worker, finish_worker, p);
+        if (r < 0) {
+                log_warn_errno(r, "smart paging: cannot start the read-back; trying again");
                 return;
         }
         p->worker_running = true;

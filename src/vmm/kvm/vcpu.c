@@ -9,6 +9,7 @@
 
 #include "tidal/log.h"
 #include "tidal/macro.h"
+#include "tidal/thread.h"
 #include "vmm/boot/cpu-init.h"
 #include "vmm/bus.h"
 #include "vmm/kvm/cpuid.h"
@@ -300,10 +301,10 @@ static void *vcpu_thread(void *arg)
 
 int vcpu_start(struct vcpu *v)
 {
-        int r = pthread_create(&v->thread, NULL, vcpu_thread, v);
+        int r = thread_create(&v->thread, vcpu_thread, v);
 
-        if (r != 0)
-                return -r;
+        if (r < 0)
+                return r;
         v->thread_started = true;
         return 0;
 }
