@@ -83,7 +83,7 @@ int clock_pick(struct pagetab *pt, uint64_t want, uint64_t *victims, clock_zap_f
 
                 if (++pt->hand == pt->nr)
                         pt->hand = 0;
-                if (!(*s & PG_RESIDENT))
+                if (!(*s & PG_RESIDENT) || page - pt->spare_first < pt->spare_n)
                         continue;
                 /* Back at the first victim: a second turn would return the same pages again. */
                 if (found && page == victims[0]) {

@@ -36,6 +36,12 @@ struct pagetab {
         uint64_t hand;
         uint64_t resident;
         uint64_t paged;
+        /*
+         * Pages the hand passes over: the run brought in last, about to be used. Without this a
+         * sequential stream loses pages of its current window to the hand's sampling (a zap,
+         * then a MINOR fault each) once per turn.
+         */
+        uint64_t spare_first, spare_n;
 };
 
 int pagetab_init(struct pagetab *pt, uint64_t nr_pages);

@@ -14,7 +14,7 @@
 
 #define PAGE        4096u
 #define EVICT_BATCH 64u  /* victims per eviction round, at least */
-#define NR_SLOTS    256u /* the largest read run, and the largest batch of victims */
+#define NR_SLOTS    512u /* the largest read run, and the largest batch of victims */
 /* Reads land in the bounce area (writes go straight from the alias): fault reads in
  * [0, NR_SLOTS), the asynchronous read of the next sequential window in [AHEAD_SLOTS, +NR_SLOTS).
  */
@@ -97,8 +97,15 @@ int engine_make_room(struct smartpage *sp, uint64_t need);
  */
 int engine_make_room_queued(struct smartpage *sp, uint64_t need);
 int engine_evict_complete(struct smartpage *sp);
-/* pageio_wait(), noting the result of the asynchronous read when it was among the requests. */
+/*
+ * pageio_wait(), noting the result of the asynchronous read when it was among the requests and
+ * completing the eviction of the victims whose writes were (engine_evict_complete(); a failed
+ * write fails the engine).
+ */
 int engine_io_wait(struct smartpage *sp);
+/* Completes whatever requests are queued or in flight (the next window's read, its victims'
+ * writes): first thing in every handler round and before anything else changes pages. */
+void engine_settle(struct smartpage *sp);
 /* Forgets the asynchronous read (waiting for it: its slots are reused). */
 void engine_drop_ahead(struct smartpage *sp);
 /* Evicts one batch towards the free pool when it is low; returns whether it did. */

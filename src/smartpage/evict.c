@@ -153,13 +153,13 @@ int engine_evict_complete(struct smartpage *sp)
         return first_error;
 }
 
-/* Submits and completes what is queued (victims' writes only). */
+/* Submits and completes what is queued (victims' writes, an asynchronous read). */
 static int flush_pending(struct smartpage *sp)
 {
         if (sp->pending.nr == 0)
                 return 0;
         (void)engine_io_wait(sp);
-        return engine_evict_complete(sp);
+        return sp->error;
 }
 
 /*

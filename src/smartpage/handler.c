@@ -101,6 +101,10 @@ static void handle_msg(struct smartpage *sp, const struct uffd_msg *msg)
         if (addr < (uintptr_t)sp->region || addr - (uintptr_t)sp->region >= sp->len)
                 return;
         page = (addr - (uintptr_t)sp->region) / PAGE;
+        /* Victims whose writes are in flight are still mapped in the memfd: a MINOR fault on
+         * one must not map it again under its write. Settled first, they are paged out. */
+        if (sp->pending.nr)
+                engine_settle(sp);
         if (flags & UFFD_PAGEFAULT_FLAG_WP)
                 wp_fault(sp, page);
         else if (flags & UFFD_PAGEFAULT_FLAG_MINOR)
@@ -157,6 +161,7 @@ static void round_locked(struct smartpage *sp, bool idle)
         int r;
 
         drain(sp->wake_fd);
+        engine_settle(sp);
         if (sp->finished)
                 return;
         /* A lowered limit, or pages brought in above it by the MINOR path's races. */
@@ -203,5 +208,9 @@ void *engine_thread(void *arg)
                 round_locked(sp, !(fds[0].revents & POLLIN));
                 pthread_mutex_unlock(&sp->lock);
         }
+        /* No request outlives the thread: the ring and the alias go after it. */
+        pthread_mutex_lock(&sp->lock);
+        engine_settle(sp);
+        pthread_mutex_unlock(&sp->lock);
         return NULL;
 }

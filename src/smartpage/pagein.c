@@ -107,8 +107,11 @@ static int copy_in(struct smartpage *sp, uint64_t first, unsigned n, unsigned sl
                 if (r == 0 && at + 1 < n)
                         r = copy_range(sp, faulting + 1, n - at - 1, slot + at + 1, sp->wp, 0);
         }
-        if (r == 0)
+        if (r == 0) {
                 sp->count.pages_in += n;
+                sp->pt.spare_first = first;
+                sp->pt.spare_n = n;
+        }
         return r;
 }
 
@@ -148,11 +151,9 @@ static int read_run(struct smartpage *sp, uint64_t page, unsigned n)
         req = sp->io.nr_reqs;
         r = pageio_queue(&sp->io, false, 0, n, page * PAGE);
         (void)engine_io_wait(sp); /* the victims' writes, and the read if it was queued */
-        w = engine_evict_complete(sp);
-        if (w < 0) {
-                engine_fail(sp, w, "cannot evict pages to the paging file");
-                return w;
-        }
+        w = sp->error;
+        if (w < 0)
+                return w; /* a victim's write failed */
         if (r == 0)
                 r = sp->io.reqs[req].res;
         if (r < 0)
@@ -162,13 +163,24 @@ static int read_run(struct smartpage *sp, uint64_t page, unsigned n)
 
 int engine_io_wait(struct smartpage *sp)
 {
-        int r = pageio_wait(&sp->io);
+        int r = pageio_wait(&sp->io), w;
 
         if (sp->ahead.active && !sp->ahead.done) {
                 sp->ahead.res = sp->io.reqs[sp->ahead.req].res;
                 sp->ahead.done = true;
         }
+        /* Victims whose writes were among the requests leave RAM now, before a later request
+         * reuses the results that say which writes succeeded. */
+        w = engine_evict_complete(sp);
+        if (w < 0)
+                engine_fail(sp, w, "cannot evict pages to the paging file");
         return r;
+}
+
+void engine_settle(struct smartpage *sp)
+{
+        if (sp->io.nr_reqs)
+                (void)engine_io_wait(sp);
 }
 
 void engine_drop_ahead(struct smartpage *sp)
@@ -180,21 +192,30 @@ void engine_drop_ahead(struct smartpage *sp)
 
 /*
  * After a sequential fault: reads the next window into the second half of the bounce area while
- * the current one is used. Only paged-out pages; nothing waits for it.
+ * the current one is used, and makes room for it: the writes of the victims that room needs go
+ * in the same submission. Only paged-out pages; nothing waits for it here. The victims stay
+ * resident (and zapped: whoever touches one waits in a MINOR fault) until the handler's next
+ * round settles the requests (engine_settle()) and punches them.
  */
 static void queue_ahead(struct smartpage *sp)
 {
         uint64_t first = sp->seq_next;
         unsigned n = 0, want = (unsigned)MIN((uint64_t)sp->ra_window * 2, (uint64_t)NR_SLOTS);
+        unsigned req;
 
         want = (unsigned)MIN((uint64_t)want, MAX(sp->limit_pages / 4, 1u));
         while (n < want && first + n < sp->nr_pages && sp->pt.state[first + n] == PG_PAGED)
                 n++;
         if (n == 0 || sp->io.nr_reqs != 0)
                 return;
-        if (pageio_queue(&sp->io, false, AHEAD_SLOTS, n, first * PAGE) < 0)
+        if (engine_make_room_queued(sp, n) < 0)
                 return;
-        sp->ahead = (typeof(sp->ahead)){.active = true, .first = first, .n = n, .req = 0};
+        req = sp->io.nr_reqs;
+        if (pageio_queue(&sp->io, false, AHEAD_SLOTS, n, first * PAGE) < 0) {
+                engine_settle(sp); /* the victims' writes alone */
+                return;
+        }
+        sp->ahead = (typeof(sp->ahead)){.active = true, .first = first, .n = n, .req = req};
         if (pageio_submit(&sp->io) < 0)
                 engine_drop_ahead(sp);
 }

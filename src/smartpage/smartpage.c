@@ -181,6 +181,8 @@ void smartpage_discard(struct smartpage *sp, uint64_t offset, uint64_t len)
                 return;
         pthread_mutex_lock(&sp->lock);
         if (sp->registered && !sp->finished) {
+                /* A victim whose write is in flight must not be punched under it. */
+                engine_settle(sp);
                 for (uint64_t p = first; p < end; p++) {
                         if (sp->pt.state[p] & PG_PAGED)
                                 sp->count.discarded++;
