@@ -49,6 +49,8 @@ struct result {
         uint64_t slow;
         uint64_t faults;
         int error;
+        struct smartpage *sp;          /* the engine's run: its counts after the pass */
+        struct smartpage_stats seq[2]; /* the engine's counts before and after it */
 };
 
 static double now_s(void)
@@ -80,10 +82,14 @@ static int workload(volatile uint8_t *region, const struct config *c, struct res
 
         if (!lat)
                 return -ENOMEM;
+        if (res->sp)
+                smartpage_get_stats(res->sp, &res->seq[0]);
         t0 = now_s();
         for (uint64_t p = 0; p < pages; p++)
                 bad += region[p * PAGE + 100] != ((p * 31 + 7) & 0xff);
         res->seq_mib_s = (double)c->size / MiB / (now_s() - t0);
+        if (res->sp)
+                smartpage_get_stats(res->sp, &res->seq[1]);
         for (unsigned i = 0; i < c->random_ops; i++) {
                 uint64_t p;
                 double t;
@@ -105,6 +111,17 @@ static int workload(volatile uint8_t *region, const struct config *c, struct res
         res->p99_us = lat[(uint64_t)c->random_ops * 99 / 100];
         free(lat);
         return bad ? -EIO : 0;
+}
+
+/* What the engine did in the sequential pass: where its time may have gone. */
+static void print_seq_counts(const struct result *eng)
+{
+        const struct smartpage_stats *a = &eng->seq[0], *b = &eng->seq[1];
+
+        printf("engine in the sequential pass: %" PRIu64 " faults, %" PRIu64
+               " minor faults, %" PRIu64 " pages in, %" PRIu64 " out\n",
+               b->faults - a->faults, b->minor_faults - a->minor_faults, b->pages_in - a->pages_in,
+               b->pages_out - a->pages_out);
 }
 
 static int run_engine(const struct config *c, struct result *res)
@@ -133,7 +150,9 @@ static int run_engine(const struct config *c, struct result *res)
                 munmap(region, c->size);
                 return r;
         }
+        res->sp = sp;
         r = workload(region, c, res);
+        res->sp = NULL;
         smartpage_get_stats(sp, &st);
         res->faults = st.faults;
         res->error = st.error;
@@ -344,6 +363,7 @@ int main(int argc, char **argv)
         if (getenv("BENCH_ENGINE_ONLY")) {
                 printf("engine: sequential %.1f MiB/s, random mean %.2f us\n", eng.seq_mib_s,
                        eng.mean_us);
+                print_seq_counts(&eng);
                 return 0;
         }
         r = run_kernel(&c, &ker, &kind);
@@ -368,5 +388,6 @@ int main(int argc, char **argv)
                ker.slow_mean_us, eng.slow_mean_us / ker.slow_mean_us);
         printf("%-34s %12" PRIu64 " %12" PRIu64 "\n", "random reads > 20 us", eng.slow, ker.slow);
         printf("(ratio: engine / kernel; throughput higher is better, latency lower)\n");
+        print_seq_counts(&eng);
         return 0;
 }
