@@ -144,16 +144,15 @@ static unsigned run_length(struct smartpage *sp, uint64_t page)
 static int read_run(struct smartpage *sp, uint64_t page, unsigned n)
 {
         unsigned req;
-        int w, r = engine_make_room_queued(sp, n);
+        int r = engine_make_room_queued(sp, n);
 
         if (r < 0)
                 return r;
         req = sp->io.nr_reqs;
         r = pageio_queue(&sp->io, false, 0, n, page * PAGE);
         (void)engine_io_wait(sp); /* the victims' writes, and the read if it was queued */
-        w = sp->error;
-        if (w < 0)
-                return w; /* a victim's write failed */
+        if (sp->error)
+                return sp->error; /* a victim's write failed */
         if (r == 0)
                 r = sp->io.reqs[req].res;
         if (r < 0)
