@@ -92,8 +92,9 @@ void engine_fail(struct smartpage *sp, int error, const char *what);
 int engine_make_room(struct smartpage *sp, uint64_t need);
 /*
  * The same, but the writes of the last batch of dirty victims are left queued in sp->io (their
- * pages still resident): the caller queues its read behind them, submits both with
- * pageio_wait() and then calls engine_evict_complete(), which punches the victims written.
+ * pages still resident): the caller queues its read behind them and submits both; the
+ * engine_io_wait() that completes them (at once, or the handler's next engine_settle()) calls
+ * engine_evict_complete(), which punches the victims written.
  */
 int engine_make_room_queued(struct smartpage *sp, uint64_t need);
 int engine_evict_complete(struct smartpage *sp);

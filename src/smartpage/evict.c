@@ -5,8 +5,8 @@
  *  - A clean victim (PG_CLEAN: write-protected since it was brought in, so never written) has its
  *    copy already, in the file or as zeroes: it is only punched out of the memfd.
  *  - A dirty one is written to the paging file straight from the alias mapping, and only after
- *    the write succeeded punched. The writes of one batch go in one
- *    submission; the last batch before a fault's read is submitted together with that read.
+ *    the write succeeded punched. The writes of one batch go in one submission; the last
+ *    batch before a read (a fault's, or the next sequential window's) goes with that read.
  */
 #include <errno.h>
 #include <fcntl.h>
