@@ -9,14 +9,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
 
-from guest import Guest, prepare_guest, run_in_rig  # noqa: E402,F401
+from guest import Guest, kvm_usable, prepare_guest, run_in_rig  # noqa: E402,F401
 
 CMDLINE = "console=ttyS0 quiet"
 
 
 def in_rig_or_direct(argv_inside, build_dir, log, timeout=3600, mem=4096):
     """Returns None when KVM is usable here; otherwise runs argv_inside in the rig."""
-    if os.path.exists("/dev/kvm") and os.environ.get("TIDAL_RIG") != "force":
+    if kvm_usable():
         return None
     print("no usable /dev/kvm here: benchmarking inside the nested rig", file=sys.stderr)
     rc = run_in_rig(argv_inside, build_dir, log, timeout, mem)

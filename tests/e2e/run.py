@@ -17,7 +17,7 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from guest import prepare_guest, run_in_rig  # noqa: E402
+from guest import kvm_usable, prepare_guest, run_in_rig  # noqa: E402
 import suites  # noqa: E402
 
 
@@ -114,7 +114,7 @@ def main():
         ctx = suites.Context(tidal, kernel, initrd, log_dir, in_rig=False)
         # Host-side checks that need no KVM at all.
         host_rc = run_tests(ctx, suites.HOST_SUITES.get(args.suite, []))
-        if os.path.exists("/dev/kvm") and os.environ.get("TIDAL_RIG") != "force":
+        if kvm_usable():
             return run_tests(ctx, names, Watchdog()) or host_rc
         inside = [sys.executable, os.path.abspath(__file__), "--inside", "--tidal", tidal,
                   "--build-dir", build_dir, "--suite", args.suite,

@@ -23,6 +23,7 @@
 #include "reference-pagers.h"
 #include "smartpage/engine.h" /* the counters, read without the lock when stuck */
 #include "smartpage/smartpage.h"
+#include "tidal/hw-virt.h"
 #include "tidal/macro.h"
 #include "tidal/parse.h"
 
@@ -301,5 +302,10 @@ int main(int argc, char **argv)
         }
         if (e < 0)
                 return fprintf(stderr, "/dev/kvm: %s\n", strerror(-e)), 1;
+        if (!cpu_has_hw_virt()) {
+                fprintf(stderr, "/dev/kvm without VMX/SVM (a paravirtual KVM such as PVM): "
+                                "skipped (run it in the nested rig)\n");
+                return 77;
+        }
         return run(&r);
 }

@@ -6,6 +6,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "tidal/hw-virt.h"
+#include "tidal/log.h"
 #include "tidal/macro.h"
 #include "vmm/kvm/kvm.h"
 
@@ -112,6 +114,10 @@ int kvm_vm_open(struct kvm_vm *vm, const char **why)
         r = check_caps(vm->sys_fd, why);
         if (r < 0)
                 goto fail;
+        if (!cpu_has_hw_virt())
+                log_warn("this /dev/kvm has no hardware virtualization under it (no VMX/SVM: a "
+                         "paravirtual KVM such as PVM); a stock guest kernel will not boot on it "
+                         "(use the nested rig, tests/rig/run)");
         vm->vcpu_mmap_size = ioctl(vm->sys_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
         if (vm->vcpu_mmap_size <= 0) {
                 r = -errno;
