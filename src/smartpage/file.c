@@ -9,6 +9,7 @@
 
 #include "smartpage/file.h"
 #include "smartpage/smartpage.h"
+#include "tidal/fs.h"
 #include "tidal/macro.h"
 
 #define NAME_MAX_LEN 200
@@ -51,26 +52,6 @@ int smartpage_remove_stale(const char *dir, const char *name)
         return 0;
 }
 
-/* mkdir -p, 0700: the directory holds guest memory. */
-static int make_dir(const char *dir)
-{
-        _cleanup_free_ char *copy = strdup(dir);
-
-        if (!copy)
-                return -ENOMEM;
-        for (char *p = copy + 1; *p; p++) {
-                if (*p != '/')
-                        continue;
-                *p = '\0';
-                if (mkdir(copy, 0700) < 0 && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
-        if (mkdir(copy, 0700) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
 static int open_new(const char *path, bool *direct)
 {
         int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -96,7 +77,8 @@ int paging_file_create(struct paging_file *f, const char *dir, const char *name,
         r = smartpage_file_path(dir, name, &path);
         if (r < 0)
                 return r;
-        r = make_dir(dir ? dir : SMARTPAGE_DEFAULT_DIR);
+        /* 0700: the directory holds guest memory. */
+        r = mkdir_p(dir ? dir : SMARTPAGE_DEFAULT_DIR, 0700);
         if (r < 0)
                 return r;
         /* A file left by a killed tidal holds nothing this run can use. */
