@@ -235,6 +235,10 @@ static bool handle_exit(struct vcpu *v)
         case KVM_EXIT_INTERNAL_ERROR:
                 log_error("vCPU %u: KVM internal error, suberror %u", v->id,
                           run->internal.suberror);
+                /* KVM's own details (for emulation failures: the instruction bytes, the GPA). */
+                for (uint32_t i = 0; i < MIN(run->internal.ndata, 16u); i++)
+                        log_debug("vCPU %u: internal error data[%u] = 0x%llx", v->id, i,
+                                  (unsigned long long)run->internal.data[i]);
                 break;
         default:
                 log_error("vCPU %u: unexpected KVM exit reason %u", v->id, run->exit_reason);
@@ -321,11 +325,12 @@ static void vcpu_log_state(struct vcpu *v)
                 return;
         }
         (void)ioctl(v->fd, KVM_GET_MP_STATE, &mp);
-        log_debug("vCPU %u stopped at rip=0x%llx cs=0x%x cr0=0x%llx efer=0x%llx rflags=0x%llx "
-                  "mp_state=%u",
-                  v->id, (unsigned long long)regs.rip, sregs.cs.selector,
-                  (unsigned long long)sregs.cr0, (unsigned long long)sregs.efer,
-                  (unsigned long long)regs.rflags, mp.mp_state);
+        log_debug("vCPU %u stopped at rip=0x%llx rsp=0x%llx rbp=0x%llx cs=0x%x cr0=0x%llx "
+                  "cr3=0x%llx cr4=0x%llx efer=0x%llx rflags=0x%llx mp_state=%u",
+                  v->id, (unsigned long long)regs.rip, (unsigned long long)regs.rsp,
+                  (unsigned long long)regs.rbp, sregs.cs.selector, (unsigned long long)sregs.cr0,
+                  (unsigned long long)sregs.cr3, (unsigned long long)sregs.cr4,
+                  (unsigned long long)sregs.efer, (unsigned long long)regs.rflags, mp.mp_state);
 }
 
 void vcpu_request_stop(struct vcpu *v)
