@@ -32,6 +32,8 @@ def measure(name, argv, mem_mib, log):
 def run(args, kernel, initrd):
     vmms = [
         ("tidal", tidal_argv(args.tidal, kernel, initrd, args.memory, args.cpus)),
+        ("tidal, cache off", tidal_argv(args.tidal, kernel, initrd, args.memory, args.cpus,
+                                        ["--kernel-cache", "off"])),
         ("qemu -M pc", qemu_argv("pc", kernel, initrd, args.memory, args.cpus,
                                  ["virtio-rng-pci"])),
         ("qemu -M microvm", qemu_argv("microvm", kernel, initrd, args.memory, args.cpus)),

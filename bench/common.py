@@ -39,7 +39,7 @@ def main_here_or_in_rig(script, args, run, log_name):
     KVM is usable, else runs the script again inside the rig with the same options (and
     --inside), its log in the build directory as log_name. Returns the exit status."""
     if not args.inside:
-        kernel, initrd = prepare_guest(args.build_dir)
+        kernel, initrd = prepare_guest(args.build_dir, args.tidal)
         argv = [sys.executable, os.path.abspath(script)] + sys.argv[1:] + [
             "--inside", "--tidal", args.tidal, "--build-dir", args.build_dir,
             "--kernel", kernel, "--initrd", initrd]

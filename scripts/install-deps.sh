@@ -7,6 +7,7 @@ PACKAGES=(
         # build
         build-essential meson ninja-build pkg-config clang clang-format
         liburing-dev libcap-ng-dev libcmocka-dev libjson-c-dev libsystemd-dev
+        liblzma-dev libxxhash-dev
         # the test guest and the nested KVM rig
         busybox-static cpio gzip xz-utils zstd kmod qemu-system-x86 qemu-utils python3
         # ACPI table validation, sanitizers for clang builds

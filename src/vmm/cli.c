@@ -29,6 +29,7 @@ enum {
         OPT_MEMCTL_SOCKET,
         OPT_NO_MEMCTL,
         OPT_SMART_PAGING_DIR,
+        OPT_KERNEL_CACHE,
 };
 
 static const struct option run_options[] = {
@@ -44,6 +45,7 @@ static const struct option run_options[] = {
         {"memctl-socket", required_argument, NULL, OPT_MEMCTL_SOCKET},
         {"no-memctl", no_argument, NULL, OPT_NO_MEMCTL},
         {"smart-paging-dir", required_argument, NULL, OPT_SMART_PAGING_DIR},
+        {"kernel-cache", required_argument, NULL, OPT_KERNEL_CACHE},
         {"help", no_argument, NULL, 'h'},
         {},
 };
@@ -51,6 +53,7 @@ static const struct option run_options[] = {
 void cli_print_help(FILE *f)
 {
         fputs("Usage: tidal run --kernel PATH --memory SIZE [OPTIONS]\n"
+              "       tidal cache-kernel --kernel PATH [--kernel-cache DIR]\n"
               "       tidal --help | --version\n"
               "\n"
               "Runs one KVM guest, booting a Linux bzImage directly (no firmware).\n"
@@ -75,7 +78,15 @@ void cli_print_help(FILE *f)
               "  --no-memctl          do not use tidald: the standalone controller decides\n"
               "  --smart-paging-dir DIR  paging files for a restart with a partial grant\n"
               "                       (default: " SMARTPAGE_DEFAULT_DIR ")\n"
+              "  --kernel-cache DIR   decompressed kernels, entered directly instead of\n"
+              "                       running the guest's decompressor; \"off\" for none\n"
+              "                       (default: $TIDAL_KERNEL_CACHE, else\n"
+              "                       $XDG_CACHE_HOME/tidal/kernels or ~/.cache/tidal/kernels)\n"
               "  -h, --help           show this help\n"
+              "\n"
+              "\n"
+              "cache-kernel decompresses the kernel into the cache now (run boots fill it in\n"
+              "the background on first use) and prints the cached file's path.\n"
               "\n"
               "Exit status: 0 when the guest powers off or tidal is stopped by SIGTERM/SIGINT,\n"
               "1 on a runtime failure, 2 on a usage or configuration error, 3 when tidald\n"
@@ -377,6 +388,11 @@ static int parse_run_option(int opt, const char *arg, uint64_t host_memory, stru
                         return fail(err, err_size, "--smart-paging-dir: empty or too long path");
                 cfg->smart_paging_dir = arg;
                 return 0;
+        case OPT_KERNEL_CACHE:
+                if (arg[0] == '\0' || strlen(arg) >= PATH_MAX)
+                        return fail(err, err_size, "--kernel-cache: empty or too long path");
+                cfg->kernel_cache = arg;
+                return 0;
         default:
                 return fail(err, err_size, "unknown option (see tidal --help)");
         }
@@ -418,6 +434,42 @@ static int parse_run(int argc, char **argv, uint64_t host_memory, enum cli_actio
         return 0;
 }
 
+/* "cache-kernel": only --kernel and --kernel-cache mean anything there. */
+static int parse_cache_kernel(int argc, char **argv, enum cli_action *action, struct vm_config *cfg,
+                              char *err, size_t err_size)
+{
+        static const struct option options[] = {
+                {"kernel", required_argument, NULL, OPT_KERNEL},
+                {"kernel-cache", required_argument, NULL, OPT_KERNEL_CACHE},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        int opt, r;
+
+        optind = 1;
+        opterr = 0;
+        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+                if (opt == 'h') {
+                        *action = CLI_HELP;
+                        return 0;
+                }
+                if (opt == '?')
+                        return fail(err, err_size, "cache-kernel: unknown option '%s'",
+                                    argv[optind - 1]);
+                if (opt == ':')
+                        return fail(err, err_size, "option '%s' needs a value", argv[optind - 1]);
+                r = parse_run_option(opt, optarg, 0, cfg, err, err_size);
+                if (r < 0)
+                        return r;
+        }
+        if (optind < argc)
+                return fail(err, err_size, "unexpected argument '%s'", argv[optind]);
+        if (!cfg->kernel_path)
+                return fail(err, err_size, "--kernel is required");
+        *action = CLI_CACHE_KERNEL;
+        return 0;
+}
+
 int cli_parse(int argc, char **argv, uint64_t host_memory, enum cli_action *action,
               struct vm_config *cfg, char *err, size_t err_size)
 {
@@ -441,6 +493,8 @@ int cli_parse(int argc, char **argv, uint64_t host_memory, enum cli_action *acti
                 *action = CLI_VERSION;
                 return 0;
         }
+        if (strcmp(argv[1], "cache-kernel") == 0)
+                return parse_cache_kernel(argc - 1, argv + 1, action, cfg, err, err_size);
         if (strcmp(argv[1], "run") != 0)
                 return fail(err, err_size, "unknown command '%s' (see tidal --help)", argv[1]);
         return parse_run(argc - 1, argv + 1, host_memory, action, cfg, err, err_size);

@@ -10,6 +10,7 @@ enum cli_action {
         CLI_RUN,
         CLI_HELP,
         CLI_VERSION,
+        CLI_CACHE_KERNEL, /* "tidal cache-kernel --kernel PATH [--kernel-cache DIR]" */
 };
 
 /* Exit code for a usage or configuration error (bad option, bad file, impossible size). */

@@ -42,6 +42,7 @@ struct vm_config {
         enum memctl_mode memctl;
         const char *memctl_socket;    /* MEMCTL_MODE_SOCKET: the daemon's socket */
         const char *smart_paging_dir; /* paging files (docs/smart-paging.md); NULL: default */
+        const char *kernel_cache;     /* decompressed kernels; NULL: default, "off": none */
         struct {
                 bool enabled;
                 bool deflate_on_oom;

@@ -38,6 +38,8 @@ int main(int argc, char **argv)
         case CLI_VERSION:
                 printf("tidal %s\n", TIDAL_VERSION);
                 return 0;
+        case CLI_CACHE_KERNEL:
+                return vmm_cache_kernel(&cfg);
         case CLI_RUN:
                 break;
         }

@@ -129,6 +129,7 @@ static int api_info(void *opaque, struct api_info *info, char *err, size_t errle
         info->kernel = cfg->kernel_path;
         info->initrd = cfg->initrd_path;
         info->cmdline = cfg->cmdline;
+        info->kernel_entry = vmm->kernel_direct ? "cache" : "decompressor";
         info->has_balloon = vmm->vm && vmm->vm->balloon;
         if (info->has_balloon)
                 balloon_info(vmm->vm->balloon, &info->balloon);

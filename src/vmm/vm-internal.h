@@ -39,6 +39,10 @@ struct vmm {
         struct bzimage kernel;
         struct boot_file kernel_file;
         struct boot_file initrd; /* fd -1 when there is none */
+        /* The kernel cache (vm-kernel.c): its directory (NULL: off) and this kernel's entry. */
+        char *kernel_cache_dir;
+        struct boot_file vmlinux_file; /* fd -1 when the kernel is not cached */
+        bool kernel_direct;            /* the last boot entered the cached kernel */
         struct event_loop *loop;
         int request_fd; /* eventfd: a vCPU or device asked the VM to stop */
         int request;    /* enum vm_request, first one wins */

@@ -32,11 +32,11 @@
 #include "vmm/virtio/pci-modern.h"
 #include "vmm/virtio/rng.h"
 #include "vmm/vm-internal.h"
+#include "vmm/vm-kernel.h"
 #include "vmm/vm-smartpage.h"
 #include "vmm/vm-virtio-mem.h"
 #include "vmm/vm.h"
 
-#define KERNEL_MAX_SIZE (512ULL << 20)
 #define INITRD_MAX_SIZE (2ULL << 30)
 
 void vmm_request(struct vmm *vmm, enum vm_request req)
@@ -220,6 +220,7 @@ static int load_guest(struct vm *vm)
         };
         struct boot_layout layout;
         const char *why = NULL;
+        struct vmlinux vmlinux;
         void *acpi_area;
         int r;
 
@@ -234,7 +235,17 @@ static int load_guest(struct vm *vm)
         r = boot_files_map(vm->vmm);
         if (r < 0)
                 return r;
+        vmm_kernel_prepare(vm->vmm, &spec, &vmlinux);
         r = boot_load(&vm->mem, &spec, &layout, &why);
+        if (r == -ENOEXEC && spec.direct) {
+                log_warn("kernel cache: cannot enter the cached kernel (%s); the guest "
+                         "decompresses",
+                         why);
+                spec.direct = NULL;
+                r = boot_load(&vm->mem, &spec, &layout, &why);
+        }
+        vm->vmm->kernel_direct = spec.direct != NULL;
+        vmm_kernel_unmap(vm->vmm);
         boot_files_unmap(vm->vmm);
         if (r < 0) {
                 vm->config_error = r == -ENOSPC || r == -E2BIG;
@@ -425,11 +436,12 @@ static int check_boot_fits(struct vmm *vmm)
         r = guest_mem_plan(&plan, vmm->cfg->memory, LAYOUT_PCI_HOLE_START);
         if (r < 0)
                 return log_errno(r, "--memory: cannot lay out guest RAM");
-        r = boot_plan(&vmm->kernel, vmm->initrd.size, &plan, &layout, &why);
+        r = boot_plan(&vmm->kernel, NULL, vmm->initrd.size, &plan, &layout, &why);
         if (r < 0)
                 return log_error("--memory %llu MiB: %s",
                                  (unsigned long long)(vmm->cfg->memory >> 20), why),
                        r;
+        vmm_kernel_cache_open(vmm, &plan);
         return 0;
 }
 
@@ -553,6 +565,7 @@ static void vmm_release(struct vmm *vmm)
         event_loop_free(vmm->loop);
         boot_file_close(&vmm->kernel_file);
         boot_file_close(&vmm->initrd);
+        vmm_kernel_close(vmm);
 }
 
 static int run_until_stopped(struct vmm *vmm)
@@ -600,6 +613,7 @@ int vmm_run(const struct vm_config *cfg)
                 .mem = cfg->mem,
                 .kernel_file.fd = -1,
                 .initrd.fd = -1,
+                .vmlinux_file.fd = -1,
                 .request_fd = -1,
                 .signal_fd = -1,
                 .console_in = -1,

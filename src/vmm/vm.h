@@ -13,3 +13,9 @@
  * 3 refused by tidald.
  */
 int vmm_run(const struct vm_config *cfg);
+
+/*
+ * "tidal cache-kernel": decompresses cfg->kernel_path into the kernel cache now (vm-kernel.c)
+ * and prints the entry's path. The process exit status.
+ */
+int vmm_cache_kernel(const struct vm_config *cfg);

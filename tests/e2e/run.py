@@ -110,7 +110,7 @@ def main():
     os.makedirs(log_dir, exist_ok=True)
 
     if not args.inside:
-        kernel, initrd = prepare_guest(build_dir)
+        kernel, initrd = prepare_guest(build_dir, tidal)
         ctx = suites.Context(tidal, kernel, initrd, log_dir, in_rig=False)
         # Host-side checks that need no KVM at all.
         host_rc = run_tests(ctx, suites.HOST_SUITES.get(args.suite, []))

@@ -116,6 +116,52 @@ def reboot_same_process(ctx):
         check(first["memtotal_kb"] == second["memtotal_kb"], "memory changed across reboot")
 
 
+KERNEL_TEXT_LINKED = 0xffffffff81000000  # _text without KASLR (LOAD_PHYSICAL_ADDR 16 MiB)
+
+
+def kernel_entry(ctx, sock):
+    return json.loads(ctx.tidalctl(sock, "info", "--json"))["info"]["kernel_entry"]
+
+
+def kernel_text(g):
+    """Where the guest's kernel text starts (_text in /proc/kallsyms)."""
+    status, lines = g.exec("grep ' _text$' /proc/kallsyms")
+    check(status == 0 and lines, "no _text in the guest's /proc/kallsyms: %r" % lines)
+    return int(lines[0].split()[0], 16)
+
+
+def kernel_cache_entry(ctx):
+    """The kernel cache (docs/tidal.md): a first boot with an empty cache runs the guest's
+    decompressor and stores the decompressed kernel meanwhile; the next boots, a guest reboot
+    included, enter it directly at a random KASLR offset; "nokaslr" keeps the link address."""
+    cache = tempfile.mkdtemp(prefix="tidal-kcache-")
+    sock = api_socket("kcache")
+    extra = ["--kernel-cache", cache, "--api-socket", sock]
+    with Guest(ctx.tidal_argv(extra=extra), ctx.log("kernel_cache_entry")) as g:
+        g.wait_ready()
+        check(kernel_entry(ctx, sock) == "decompressor", "empty cache, yet not decompressed")
+        wait_until("the kernel cache to be filled", lambda: os.listdir(cache), 600)
+        poweroff(g, sock)
+    texts = []
+    with Guest(ctx.tidal_argv(extra=extra), ctx.log("kernel_cache_entry")) as g:
+        for boot in range(2):
+            g.wait_ready()
+            check(kernel_entry(ctx, sock) == "cache", "boot %d did not enter the cached kernel"
+                  % (boot + 1))
+            texts.append(kernel_text(g))
+            if boot == 0:
+                g.send("reboot")
+        poweroff(g, sock)
+    check(any(t != KERNEL_TEXT_LINKED for t in texts),
+          "kernel text at %s: never moved by KASLR" % [hex(t) for t in texts])
+    with Guest(ctx.tidal_argv(extra=extra, cmdline_extra="nokaslr"),
+               ctx.log("kernel_cache_entry")) as g:
+        g.wait_ready()
+        check(kernel_entry(ctx, sock) == "cache", "nokaslr boot did not enter the cached kernel")
+        check(kernel_text(g) == KERNEL_TEXT_LINKED, "nokaslr, yet the kernel text moved")
+        poweroff(g, sock)
+
+
 def large_memory_split(ctx):
     """RAM above the 3 GiB PCI hole is mapped from 4 GiB on and seen by the guest."""
     with ctx.start("large_memory_split", memory="3584M", cpus=1) as g:
@@ -637,7 +683,7 @@ ALL = {f.__name__: f for f in [
     balloon_inflate_deflate, balloon_stats, balloon_deflate_on_oom, balloon_free_page_reporting,
     balloon_hostile_guest, dynmem_grow_shrink,
     boot_one_cpu, boot_two_cpus, virtio_rng, reboot_same_process, large_memory_split,
-    sigterm_stops, bad_inputs_exit_2, tiny_memory_for_kernel, no_kvm_message,
+    sigterm_stops, kernel_cache_entry, bad_inputs_exit_2, tiny_memory_for_kernel, no_kvm_message,
     virtio_mem_probe, virtio_mem_unplugged_inaccessible,
 ]}
 
@@ -651,7 +697,7 @@ ALL.update({f.__name__: f for f in [suite_smartpaging.smartpaging_restart,
 
 SUITES = {
     "boot": ["boot_one_cpu", "boot_two_cpus", "virtio_rng", "reboot_same_process",
-             "sigterm_stops", "large_memory_split"],
+             "sigterm_stops", "large_memory_split", "kernel_cache_entry"],
     "balloon": ["balloon_inflate_deflate", "balloon_stats", "balloon_deflate_on_oom",
                 "balloon_free_page_reporting", "balloon_hostile_guest"],
     "virtio-mem": ["virtio_mem_probe", "virtio_mem_unplugged_inaccessible"],

@@ -207,6 +207,7 @@ static void info_encoding(void **state)
                 .vcpus = 2,
                 .memory = 1ULL << 30,
                 .cmdline = "console=ttyS0",
+                .kernel_entry = "cache",
                 .has_balloon = true,
                 .balloon = {.target = 256 << 20,
                             .actual = 128 << 20,
@@ -243,7 +244,8 @@ static void info_encoding(void **state)
         assert_string_equal(
                 s, "{\"name\":\"vm1\",\"pid\":42,\"state\":\"running\",\"boots\":1,\"vcpus\":2,"
                    "\"memory_bytes\":1073741824,\"kernel\":null,\"initrd\":null,"
-                   "\"cmdline\":\"console=ttyS0\",\"memory\":{\"dynamic\":true,"
+                   "\"cmdline\":\"console=ttyS0\",\"kernel_entry\":\"cache\","
+                   "\"memory\":{\"dynamic\":true,"
                    "\"startup_bytes\":1073741824,\"minimum_bytes\":536870912,"
                    "\"maximum_bytes\":4294967296,\"buffer_percent\":20,\"weight\":5000,"
                    "\"assigned_bytes\":805306368,\"ceiling_bytes\":17179869184,"

@@ -156,7 +156,7 @@ static void plan_places_initrd_high(void **state)
 
         assert_int_equal(bzimage_parse(data, IMAGE_SIZE, &img, &why), 0);
         assert_int_equal(guest_mem_init(&gm, "t", 128 * MB, LAYOUT_PCI_HOLE_START), 0);
-        assert_int_equal(boot_plan(&img, 10 * MB + 123, &gm, &layout, &why), 0);
+        assert_int_equal(boot_plan(&img, NULL, 10 * MB + 123, &gm, &layout, &why), 0);
         assert_int_equal(layout.kernel_gpa, LAYOUT_HIGH_MEM_START);
         assert_int_equal(layout.entry_gpa, LAYOUT_HIGH_MEM_START + 0x200);
         assert_true(layout.initrd_gpa % 4096 == 0);
@@ -166,14 +166,14 @@ static void plan_places_initrd_high(void **state)
 
         /* initrd_addr_max caps the placement. */
         img.hdr.initrd_addr_max = 64 * MB - 1;
-        assert_int_equal(boot_plan(&img, 1 * MB, &gm, &layout, &why), 0);
+        assert_int_equal(boot_plan(&img, NULL, 1 * MB, &gm, &layout, &why), 0);
         assert_true(layout.initrd_gpa + 1 * MB <= 64 * MB);
 
         /* Too big to fit beside the kernel's init_size. */
         img.hdr.initrd_addr_max = 0x7fffffff;
-        assert_int_equal(boot_plan(&img, 120 * MB, &gm, &layout, &why), -ENOSPC);
+        assert_int_equal(boot_plan(&img, NULL, 120 * MB, &gm, &layout, &why), -ENOSPC);
         img.hdr.init_size = 200 * MB;
-        assert_int_equal(boot_plan(&img, 0, &gm, &layout, &why), -ENOSPC);
+        assert_int_equal(boot_plan(&img, NULL, 0, &gm, &layout, &why), -ENOSPC);
         assert_non_null(strstr(why, "too small"));
         guest_mem_release(&gm);
         free(data);

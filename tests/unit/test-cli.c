@@ -153,6 +153,35 @@ static void memctl_options(void **state)
                          -EINVAL);
 }
 
+static void kernel_cache(void **state)
+{
+        enum cli_action action;
+        struct vm_config cfg;
+        char err[256];
+
+        /* run: NULL is the default directory, "off" none. */
+        assert_int_equal(PARSE("run", "--kernel=/k", "--memory=1G"), 0);
+        assert_null(cfg.kernel_cache);
+        assert_int_equal(PARSE("run", "--kernel=/k", "--memory=1G", "--kernel-cache", "off"), 0);
+        assert_string_equal(cfg.kernel_cache, "off");
+        assert_int_equal(PARSE("run", "--kernel=/k", "--memory=1G", "--kernel-cache="), -EINVAL);
+        assert_non_null(strstr(err, "--kernel-cache"));
+        /* cache-kernel: only the kernel and the directory. */
+        assert_int_equal(PARSE("cache-kernel", "--kernel", "/k", "--kernel-cache", "/c"), 0);
+        assert_int_equal(action, CLI_CACHE_KERNEL);
+        assert_string_equal(cfg.kernel_path, "/k");
+        assert_string_equal(cfg.kernel_cache, "/c");
+        assert_int_equal(PARSE("cache-kernel", "--kernel", "/k"), 0);
+        assert_null(cfg.kernel_cache);
+        assert_int_equal(PARSE("cache-kernel"), -EINVAL);
+        assert_non_null(strstr(err, "--kernel is required"));
+        assert_int_equal(PARSE("cache-kernel", "--kernel", "/k", "--memory", "1G"), -EINVAL);
+        assert_non_null(strstr(err, "unknown option '--memory'"));
+        assert_int_equal(PARSE("cache-kernel", "--kernel", "/k", "extra"), -EINVAL);
+        assert_int_equal(PARSE("cache-kernel", "--help"), 0);
+        assert_int_equal(action, CLI_HELP);
+}
+
 static void help_and_version(void **state)
 {
         enum cli_action action;
@@ -266,7 +295,7 @@ int main(void)
                 cmocka_unit_test(full_run_line),      cmocka_unit_test(defaults),
                 cmocka_unit_test(balloon_and_socket), cmocka_unit_test(dynamic_memory),
                 cmocka_unit_test(help_and_version),   cmocka_unit_test(errors),
-                cmocka_unit_test(memctl_options),
+                cmocka_unit_test(memctl_options),     cmocka_unit_test(kernel_cache),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -505,6 +505,7 @@ int api_info_to_json(const struct api_info *info, struct json_object **ret)
         add_str(o, "kernel", info->kernel, &failed);
         add_str(o, "initrd", info->initrd, &failed);
         add_str(o, "cmdline", info->cmdline, &failed);
+        add_str(o, "kernel_entry", info->kernel_entry, &failed);
         add(o, "memory", memory_to_json(&info->mem, &failed), &failed);
         add(o, "memctl", memctl_to_json(&info->memctl, &failed), &failed);
         add(o, "balloon", info->has_balloon ? balloon_to_json(&info->balloon, &failed) : NULL,

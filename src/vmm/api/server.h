@@ -94,6 +94,7 @@ struct api_info {
         unsigned vcpus;
         uint64_t memory; /* guest RAM, bytes */
         const char *kernel, *initrd, *cmdline;
+        const char *kernel_entry; /* "cache": entered decompressed; "decompressor": the guest's */
         bool has_balloon;
         struct api_balloon_info balloon;
         struct api_memory_info mem;

@@ -11,8 +11,10 @@
 #include <stdint.h>
 
 #include "tidal/guest-mem.h"
+#include "vmm/boot/vmlinux.h"
 
 #define BZIMAGE_MIN_PROTOCOL 0x020c /* xloadflags and the 64-bit entry point */
+#define KERNEL_MAX_SIZE      (512ULL << 20)
 
 struct bzimage {
         const uint8_t *data; /* whole file */
@@ -64,11 +66,13 @@ struct boot_layout {
 };
 
 /*
- * Where the kernel and initrd go in RAM of the given size. -ENOSPC with *why when they do not
- * fit (memory too small for the kernel's init_size plus the initrd).
+ * Where the kernel and initrd go in RAM of the given size: the bzImage at 1 MiB for its own
+ * decompressor, or with direct (its decompressed payload, vmlinux.h) the kernel where the
+ * decompressor would have put it. -ENOSPC with *why when they do not fit (memory too small for
+ * the kernel's init_size plus the initrd).
  */
-int boot_plan(const struct bzimage *img, size_t initrd_size, const struct guest_mem *gm,
-              struct boot_layout *layout, const char **why);
+int boot_plan(const struct bzimage *img, const struct vmlinux *direct, size_t initrd_size,
+              const struct guest_mem *gm, struct boot_layout *layout, const char **why);
 
 /*
  * Fills the zero page: the kernel's setup header, loader type, command line pointer, initrd,
@@ -80,6 +84,8 @@ int boot_params_build(struct boot_params *bp, const struct bzimage *img,
 
 struct boot_spec {
         const struct bzimage *kernel;
+        const struct vmlinux *direct;   /* NULL: the guest decompresses the bzImage */
+        uint64_t virt_offset;           /* direct: the KASLR offset to relocate it by */
         const struct boot_file *initrd; /* data NULL when none */
         const char *cmdline;
         uint64_t rsdp_gpa;

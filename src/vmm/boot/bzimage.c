@@ -16,6 +16,7 @@
 #define HDRS_MAGIC          0x53726448 /* "HdrS" */
 #define LOADER_TYPE_UNKNOWN 0xff
 #define HEAP_END_PTR        0xfe00
+#define KERNEL_ALIGN        (2ULL << 20)
 
 int bzimage_parse(const uint8_t *data, size_t size, struct bzimage *img, const char **why)
 {
@@ -114,23 +115,45 @@ void boot_file_close(struct boot_file *f)
         f->size = 0;
 }
 
-int boot_plan(const struct bzimage *img, size_t initrd_size, const struct guest_mem *gm,
-              struct boot_layout *layout, const char **why)
+/* Where the kernel goes and how far it reaches: the guest's decompressor needs init_size. */
+static int plan_kernel(const struct bzimage *img, const struct vmlinux *direct,
+                       struct boot_layout *layout, uint64_t *kernel_end, const char **why)
+{
+        if (!direct) {
+                layout->kernel_gpa = LAYOUT_HIGH_MEM_START;
+                layout->entry_gpa = layout->kernel_gpa + 0x200; /* startup_64 */
+                *kernel_end = layout->kernel_gpa +
+                              MAX((uint64_t)img->kernel_size, (uint64_t)img->hdr.init_size);
+                return 0;
+        }
+        /* Where the decompressor would have put it; head_64.S needs 2 MiB alignment. */
+        if (direct->phys_start < LAYOUT_HIGH_MEM_START ||
+            !IS_ALIGNED(direct->phys_start, KERNEL_ALIGN) || direct->phys_start >= LAYOUT_4GIB) {
+                *why = "decompressed kernel has an unusable load address";
+                return -ENOEXEC;
+        }
+        layout->kernel_gpa = direct->phys_start;
+        layout->entry_gpa = direct->entry;
+        *kernel_end = layout->kernel_gpa + MAX(direct->span, (uint64_t)img->hdr.init_size);
+        return 0;
+}
+
+int boot_plan(const struct bzimage *img, const struct vmlinux *direct, size_t initrd_size,
+              const struct guest_mem *gm, struct boot_layout *layout, const char **why)
 {
         const struct guest_mem_region *low = guest_mem_region_of(gm, 0);
         uint64_t low_end, kernel_end, initrd_max;
+        int r;
 
         if (!low) {
                 *why = "no RAM at guest-physical address 0";
                 return -EINVAL;
         }
         low_end = low->gpa + low->size;
-        layout->kernel_gpa = LAYOUT_HIGH_MEM_START;
-        layout->entry_gpa = layout->kernel_gpa + 0x200; /* startup_64 */
         layout->boot_params_gpa = LAYOUT_BOOT_PARAMS_ADDR;
-        /* The decompressor needs init_size bytes from the load address, not just the file. */
-        kernel_end =
-                layout->kernel_gpa + MAX((uint64_t)img->kernel_size, (uint64_t)img->hdr.init_size);
+        r = plan_kernel(img, direct, layout, &kernel_end, why);
+        if (r < 0)
+                return r;
         if (kernel_end > low_end) {
                 *why = "memory too small for the kernel to decompress";
                 return -ENOSPC;
@@ -181,6 +204,23 @@ size_t bzimage_cmdline_max(const struct bzimage *img)
         return MIN(max, (size_t)LAYOUT_CMDLINE_MAX - 1);
 }
 
+/* The bzImage for the guest's decompressor, or the decompressed kernel placed and relocated. */
+static int load_kernel(struct guest_mem *gm, const struct boot_spec *spec,
+                       const struct boot_layout *layout, const char **why)
+{
+        void *dst;
+
+        if (spec->direct)
+                return vmlinux_load(gm, spec->direct, layout->kernel_gpa, spec->virt_offset, why);
+        dst = guest_mem_ptr(gm, layout->kernel_gpa, spec->kernel->kernel_size);
+        if (!dst) {
+                *why = "boot area outside RAM";
+                return -ENOSPC;
+        }
+        memcpy(dst, spec->kernel->kernel, spec->kernel->kernel_size);
+        return 0;
+}
+
 int boot_load(struct guest_mem *gm, const struct boot_spec *spec, struct boot_layout *layout,
               const char **why)
 {
@@ -195,17 +235,17 @@ int boot_load(struct guest_mem *gm, const struct boot_spec *spec, struct boot_la
                 *why = "kernel command line too long";
                 return -E2BIG;
         }
-        r = boot_plan(spec->kernel, initrd_size, gm, layout, why);
+        r = boot_plan(spec->kernel, spec->direct, initrd_size, gm, layout, why);
         if (r < 0)
                 return r;
-
-        dst = guest_mem_ptr(gm, layout->kernel_gpa, spec->kernel->kernel_size);
+        r = load_kernel(gm, spec, layout, why);
+        if (r < 0)
+                return r;
         bp = guest_mem_ptr(gm, layout->boot_params_gpa, sizeof(*bp));
-        if (!dst || !bp) {
+        if (!bp) {
                 *why = "boot area outside RAM";
                 return -ENOSPC;
         }
-        memcpy(dst, spec->kernel->kernel, spec->kernel->kernel_size);
         if (initrd_size) {
                 dst = guest_mem_ptr(gm, layout->initrd_gpa, initrd_size);
                 if (!dst) {
@@ -228,6 +268,9 @@ int boot_load(struct guest_mem *gm, const struct boot_spec *spec, struct boot_la
                 *why = "cannot build the boot parameters";
                 return r;
         }
+        /* As the decompressor tells the kernel it moved it (and so to randomize its regions). */
+        if (spec->direct && spec->virt_offset)
+                bp->hdr.loadflags |= KASLR_FLAG;
         r = boot_write_cpu_tables(gm);
         if (r < 0)
                 *why = "cannot write the boot page tables";
