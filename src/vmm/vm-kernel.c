@@ -74,18 +74,24 @@ static void store_in_background(struct vmm *vmm, const char *name)
         pthread_detach(thread);
 }
 
-/* The cached kernel, parsed and checked to fit; false (file closed) when it cannot be used. */
+/*
+ * The cached kernel, parsed and checked to fit; false (file closed) when it cannot be used. A
+ * damaged entry is stored again for the next boot.
+ */
 static bool cache_entry_usable(struct vmm *vmm, const struct guest_mem *plan, const char *name)
 {
         struct boot_layout layout;
         const char *why = NULL;
         struct vmlinux vl;
-        int r;
 
-        r = vmlinux_parse(vmm->vmlinux_file.data, vmm->vmlinux_file.size, &vl, &why);
-        if (r >= 0)
-                r = boot_plan(&vmm->kernel, &vl, vmm->initrd.size, plan, &layout, &why);
-        if (r >= 0)
+        if (vmlinux_parse(vmm->vmlinux_file.data, vmm->vmlinux_file.size, &vl, &why) < 0) {
+                log_warn("kernel cache: %s/%s is damaged (%s); storing it again",
+                         vmm->kernel_cache_dir, name, why);
+                boot_file_close(&vmm->vmlinux_file);
+                store_in_background(vmm, name);
+                return false;
+        }
+        if (boot_plan(&vmm->kernel, &vl, vmm->initrd.size, plan, &layout, &why) >= 0)
                 return true;
         log_debug("kernel cache: %s/%s not used: %s", vmm->kernel_cache_dir, name, why);
         boot_file_close(&vmm->vmlinux_file);
@@ -179,6 +185,21 @@ void vmm_kernel_close(struct vmm *vmm)
         vmm->kernel_cache_dir = NULL;
 }
 
+/* An entry already there and whole: nothing to decompress again. */
+static bool cached_entry_valid(const char *dir, const char *name)
+{
+        struct boot_file f = {.fd = -1};
+        const char *why = NULL;
+        struct vmlinux vl;
+        bool valid;
+
+        if (kernel_cache_open(dir, name, &f) < 0)
+                return false;
+        valid = vmlinux_parse(f.data, f.size, &vl, &why) >= 0;
+        boot_file_close(&f);
+        return valid;
+}
+
 int vmm_cache_kernel(const struct vm_config *cfg)
 {
         _cleanup_free_ char *dir = cache_dir(cfg);
@@ -200,7 +221,7 @@ int vmm_cache_kernel(const struct vm_config *cfg)
                 return log_error("kernel '%s': %s", cfg->kernel_path, why), EXIT_USAGE;
         }
         kernel_cache_name(&img, name);
-        r = kernel_cache_store(dir, name, &img, &why);
+        r = cached_entry_valid(dir, name) ? 0 : kernel_cache_store(dir, name, &img, &why);
         boot_file_close(&f);
         if (r < 0)
                 return log_errno(r, "cache-kernel: cannot store '%s' in %s%s%s", cfg->kernel_path,

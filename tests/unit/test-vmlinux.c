@@ -4,6 +4,7 @@
  * its rejections, the relocation tables in both layouts, KASLR offsets, loading into guest RAM,
  * and storing a bzImage's xz payload. Debian's real kernel too when TIDAL_TEST_KERNEL is set.
  */
+#include <dirent.h>
 #include <elf.h>
 #include <errno.h>
 #include <lzma.h>
@@ -349,6 +350,18 @@ static void remove_dir(char *dir, const char *name)
         free(dir);
 }
 
+static int count_entries(const char *dir)
+{
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        int n = 0;
+
+        while ((de = readdir(d)))
+                n += de->d_name[0] != '.';
+        closedir(d);
+        return n;
+}
+
 static void cache_stores_and_opens(void **state)
 {
         struct elf_image e = make_elf(true);
@@ -369,8 +382,24 @@ static void cache_stores_and_opens(void **state)
         assert_int_equal(f.size, e.size);
         assert_memory_equal(f.data, e.data, e.size);
         boot_file_close(&f);
-        /* Stored twice (two tidals at once): the second finds it there. */
+        /* Stored twice (two tidals at once): the second replaces it with the same bytes. */
         assert_int_equal(kernel_cache_store(dir, name, &img, &why), 0);
+        /* A damaged entry is replaced whole, and no temporary name is left. */
+        {
+                char path[256];
+                FILE *junk;
+
+                snprintf(path, sizeof(path), "%s/%s", dir, name);
+                junk = fopen(path, "w");
+                fputs("not a kernel", junk);
+                fclose(junk);
+                assert_int_equal(kernel_cache_store(dir, name, &img, &why), 0);
+                assert_int_equal(kernel_cache_open(dir, name, &f), 0);
+                assert_int_equal(f.size, e.size);
+                assert_memory_equal(f.data, e.data, e.size);
+                boot_file_close(&f);
+                assert_int_equal(count_entries(dir), 1);
+        }
         /* Another kernel, another name. */
         bz[img.setup_size + 100] ^= 1;
         kernel_cache_name(&img, name2);

@@ -145,14 +145,27 @@ static int check_written(int fd, const char **why)
         return r;
 }
 
-/* Gives the unnamed file its name; someone else having stored it first is fine. */
+/*
+ * Gives the unnamed file its name, replacing what is there (a damaged entry; or the same
+ * kernel, stored by another tidal at the same time): linked under a name of its own first,
+ * then renamed, which is atomic.
+ */
 static int link_tmpfile(int fd, const char *path)
 {
+        _cleanup_free_ char *tmp = NULL;
         char proc[64];
 
         snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-        if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) < 0 && errno != EEXIST)
+        if (asprintf(&tmp, "%s.%d.tmp", path, (int)gettid()) < 0)
+                return -ENOMEM;
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) < 0)
                 return -errno;
+        if (rename(tmp, path) < 0) {
+                int r = -errno;
+
+                unlink(tmp);
+                return r;
+        }
         return 0;
 }
 

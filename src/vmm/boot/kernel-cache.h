@@ -26,8 +26,8 @@ int kernel_cache_open(const char *dir, const char *name, struct boot_file *f);
 /*
  * Decompresses the bzImage's payload (xz, the format of Debian's and most distributions'
  * kernels) into dir/name: written to an unnamed file in dir, checked with vmlinux_parse, and
- * only then linked under its name, so a reader never sees a partial file and a crash leaves
- * nothing behind. dir is created if missing. 0 (also when another process stored it first),
+ * only then linked under its name (replacing a damaged entry), so a reader never sees a
+ * partial file and a crash leaves nothing behind. dir is created if missing. 0,
  * -EOPNOTSUPP for another compression, -ENOEXEC with *why for a payload that is not a valid
  * kernel, or another -errno.
  */
