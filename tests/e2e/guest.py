@@ -44,7 +44,8 @@ def prepare_guest(build_dir, tidal=None):
 
     With tidal, also fills a kernel cache in the build directory (tidal cache-kernel) and
     points TIDAL_KERNEL_CACHE at it, for this process and the rig (which passes TIDAL_*): the
-    decompression runs once, here at native speed, not in every rig."""
+    decompression runs once, here at native speed, not in every rig. TIDAL_KERNEL_CACHE=off
+    leaves the guests decompressing their kernel."""
     cache = subprocess.run([os.path.join(SRC, "scripts", "fetch-kernel.sh")], check=True,
                            stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
     initrd = os.path.join(build_dir, "guest", "guest.cpio.gz")
@@ -52,7 +53,7 @@ def prepare_guest(build_dir, tidal=None):
     subprocess.run([os.path.join(SRC, "guest", "build-initramfs.sh"), initrd, cache], check=True,
                    stdout=sys.stderr)
     kernel = os.path.join(cache, "kernel", "vmlinuz")
-    if tidal:
+    if tidal and os.environ.get("TIDAL_KERNEL_CACHE") != "off":
         os.environ.setdefault("TIDAL_KERNEL_CACHE", os.path.join(build_dir, "kernel-cache"))
         subprocess.run([tidal, "cache-kernel", "--kernel", kernel], check=True,
                        stdout=sys.stderr)

@@ -66,6 +66,7 @@ class Watchdog:
             dump_system_state(cur[0])
 
 
+RIG_ATTEMPTS = 3
 RIG_FROZEN = 123  # tests/rig/run: the L1's heartbeat stopped
 
 
@@ -124,14 +125,16 @@ def main():
         print("no usable /dev/kvm here: running the %s suite inside the nested rig" % args.suite,
               flush=True)
         console_log = os.path.join(log_dir, "rig-console.log")
-        # A frozen L1 is the machine stalling, not a test failing: the suite runs once more in
-        # a fresh L1, the frozen console kept aside. A second freeze fails the suite.
-        for attempt in range(2):
+        # A frozen L1 is the machine stalling, not a test failing: the suite runs again in a
+        # fresh L1, each frozen console kept aside. RIG_ATTEMPTS freezes in a row fail the suite
+        # (this stop's CI saw e2e-smartpaging's L1 freeze twice, and the suite then pass alone).
+        for attempt in range(RIG_ATTEMPTS):
             if attempt:
-                os.replace(console_log, console_log + ".frozen")
+                frozen = "%s.frozen.%d" % (console_log, attempt)
+                os.replace(console_log, frozen)
                 print("the rig's L1 froze (tests/rig/run status 123): running the %s suite "
-                      "again in a fresh L1; the frozen console is in %s.frozen"
-                      % (args.suite, console_log), flush=True)
+                      "again in a fresh L1; the frozen console is in %s" % (args.suite, frozen),
+                      flush=True)
             rc = run_in_rig(inside, build_dir, console_log, args.timeout, args.rig_mem,
                             env=["TIDAL_DEBUG", "TIDAL_E2E_CMDLINE"])
             if rc != RIG_FROZEN:
