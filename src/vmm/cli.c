@@ -398,17 +398,21 @@ static int parse_run_option(int opt, const char *arg, uint64_t host_memory, stru
         }
 }
 
-static int parse_run(int argc, char **argv, uint64_t host_memory, enum cli_action *action,
-                     struct vm_config *cfg, char *err, size_t err_size)
+/*
+ * The options of one command, up to the first error; --help sets CLI_HELP and stops (1).
+ * 0 when all were taken and nothing is left over, 1 for help, or -EINVAL with err.
+ */
+static int parse_options(int argc, char **argv, const struct option *options, uint64_t host_memory,
+                         enum cli_action *action, struct vm_config *cfg, char *err, size_t err_size)
 {
         int opt, r;
 
         optind = 1;
         opterr = 0;
-        while ((opt = getopt_long(argc, argv, ":h", run_options, NULL)) != -1) {
+        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
                 if (opt == 'h') {
                         *action = CLI_HELP;
-                        return 0;
+                        return 1;
                 }
                 if (opt == '?')
                         return fail(err, err_size, "unknown option '%s' (see tidal --help)",
@@ -423,6 +427,16 @@ static int parse_run(int argc, char **argv, uint64_t host_memory, enum cli_actio
                 return fail(err, err_size, "unexpected argument '%s'", argv[optind]);
         if (!cfg->kernel_path)
                 return fail(err, err_size, "--kernel is required");
+        return 0;
+}
+
+static int parse_run(int argc, char **argv, uint64_t host_memory, enum cli_action *action,
+                     struct vm_config *cfg, char *err, size_t err_size)
+{
+        int r = parse_options(argc, argv, run_options, host_memory, action, cfg, err, err_size);
+
+        if (r != 0)
+                return r < 0 ? r : 0;
         if (!cfg->memory)
                 return fail(err, err_size, "--memory is required");
         /* The balloon's statistics are how tidal learns what a dynamic guest needs. */
@@ -444,28 +458,10 @@ static int parse_cache_kernel(int argc, char **argv, enum cli_action *action, st
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
-        int opt, r;
+        int r = parse_options(argc, argv, options, 0, action, cfg, err, err_size);
 
-        optind = 1;
-        opterr = 0;
-        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
-                if (opt == 'h') {
-                        *action = CLI_HELP;
-                        return 0;
-                }
-                if (opt == '?')
-                        return fail(err, err_size, "cache-kernel: unknown option '%s'",
-                                    argv[optind - 1]);
-                if (opt == ':')
-                        return fail(err, err_size, "option '%s' needs a value", argv[optind - 1]);
-                r = parse_run_option(opt, optarg, 0, cfg, err, err_size);
-                if (r < 0)
-                        return r;
-        }
-        if (optind < argc)
-                return fail(err, err_size, "unexpected argument '%s'", argv[optind]);
-        if (!cfg->kernel_path)
-                return fail(err, err_size, "--kernel is required");
+        if (r != 0)
+                return r < 0 ? r : 0;
         *action = CLI_CACHE_KERNEL;
         return 0;
 }
