@@ -33,7 +33,8 @@ static void clear(struct pagetab *pt, uint64_t page)
 void pagetab_set_resident(struct pagetab *pt, uint64_t page, uint8_t flags)
 {
         clear(pt, page);
-        pt->state[page] = (uint8_t)(PG_RESIDENT | (flags & (PG_REF | PG_CLEAN | PG_INFILE)));
+        pt->state[page] =
+                (uint8_t)(PG_RESIDENT | (flags & (PG_REF | PG_CLEAN | PG_INFILE | PG_STREAM)));
         pt->resident++;
 }
 

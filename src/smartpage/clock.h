@@ -24,6 +24,9 @@ enum {
          */
         PG_CLEAN = 1u << 4,
         PG_INFILE = 1u << 5, /* with PG_CLEAN: the paging file holds the page's contents */
+        /* Brought in by a sequential stream and not sampled as used since: a drop-behind
+         * victim (dropbehind.h). */
+        PG_STREAM = 1u << 6,
 };
 /*
  * A page with neither PG_RESIDENT nor PG_PAGED is absent: it reads as zeroes. A resident page
@@ -47,7 +50,7 @@ struct pagetab {
 int pagetab_init(struct pagetab *pt, uint64_t nr_pages);
 void pagetab_done(struct pagetab *pt);
 
-/* flags: PG_REF, PG_CLEAN, PG_INFILE. */
+/* flags: PG_REF, PG_CLEAN, PG_INFILE, PG_STREAM. */
 void pagetab_set_resident(struct pagetab *pt, uint64_t page, uint8_t flags);
 void pagetab_set_paged(struct pagetab *pt, uint64_t page);
 void pagetab_set_absent(struct pagetab *pt, uint64_t page);

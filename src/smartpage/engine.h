@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "smartpage/clock.h"
+#include "smartpage/dropbehind.h"
 #include "smartpage/file.h"
 #include "smartpage/io.h"
 #include "smartpage/smartpage.h"
@@ -18,13 +19,20 @@
 /* Reads land in the bounce area (writes go straight from the alias): fault reads in
  * [0, NR_SLOTS), the asynchronous read of the next sequential window in [AHEAD_SLOTS, +NR_SLOTS).
  */
-#define AHEAD_SLOTS  NR_SLOTS
-#define BOUNCE_SLOTS (2 * NR_SLOTS)
-#define POOL_PAGES   128u /* free room kept ahead of faults, when the handler is idle */
+#define AHEAD_SLOTS    NR_SLOTS
+#define BOUNCE_SLOTS   (2 * NR_SLOTS)
+#define POOL_PAGES     128u /* free room kept ahead of faults, when the handler is idle */
+#define STREAM_SLACK   16u  /* a fault this close past the last run's end continues its stream */
+#define MAP_AROUND_MAX 64u  /* sampled pages mapped at once for a stream of MINOR faults */
+/* Stream pages kept from drop-behind after the stream passed them: two full read windows. */
+#define DROPBEHIND_LAG   (2 * NR_SLOTS)
+#define DROPBEHIND_DEPTH (1u << 18) /* stream pages remembered as victims: 1 GiB */
 
 struct smartpage_counters {
         uint64_t pages_in, pages_out, faults, minor_faults, wp_faults, discarded;
-        uint64_t pages_written; /* pages_out that needed a write (the others were clean) */
+        uint64_t pages_written;  /* pages_out that needed a write (the others were clean) */
+        uint64_t stream_faults;  /* faults that continued a sequential stream */
+        uint64_t dropped_behind; /* victims that came from the drop-behind stack */
 };
 
 /* A run of dirty victims whose write is queued (not yet submitted or not yet complete). */
@@ -60,6 +68,7 @@ struct smartpage {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         struct pagetab pt;
+        struct dropbehind db;
         struct pageio io;
         struct paging_file file;
         uint64_t victims[NR_SLOTS];
@@ -72,8 +81,10 @@ struct smartpage {
         bool finished;  /* unregistered after reading everything back */
         bool stop;      /* the handler thread is to exit */
         uint64_t finish_cursor;
-        uint64_t seq_next;  /* the page a sequential stream of faults would hit next */
-        unsigned ra_window; /* pages read for the last sequential fault; 0 after a random one */
+        uint64_t seq_next;     /* the page a sequential stream of faults would hit next */
+        unsigned ra_window;    /* pages read for the last sequential fault; 0 after a random one */
+        uint64_t minor_next;   /* the page a sequential stream of MINOR faults would hit next */
+        unsigned minor_window; /* pages mapped around the last one of such a stream */
         /* The next window of a sequential stream, read while the current one is used. */
         struct {
                 bool active, done;

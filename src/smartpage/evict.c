@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Eviction. Victims come from the clock; a victim is always a page whose page-table entries are
+ * Eviction. Victims are the pages sequential streams left behind (dropbehind.h), else the
+ * clock's; a victim is always a page whose page-table entries are
  * gone (PG_ZAPPED): anything touching it meanwhile waits in a MINOR fault for this thread.
  *  - A clean victim (PG_CLEAN: write-protected since it was brought in, so never written) has its
  *    copy already, in the file or as zeroes: it is only punched out of the memfd.
@@ -11,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -162,9 +164,54 @@ static int flush_pending(struct smartpage *sp)
         return sp->error;
 }
 
+static int cmp_page(const void *a, const void *b)
+{
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+        return (x > y) - (x < y);
+}
+
 /*
- * Picks up to `want` victims, drops the clean ones and queues the writes of the dirty ones,
- * whose pages stay resident until engine_evict_complete().
+ * Up to `want` victims from the drop-behind stack: pages a stream brought in and left behind,
+ * still resident and not sampled as used since. Sorted, so that neighbours make one write, and
+ * zapped, as every victim must be before it is written (an access now waits for this thread).
+ */
+static int dropbehind_pick(struct smartpage *sp, uint64_t want)
+{
+        unsigned n = 0;
+        uint64_t page;
+        int r;
+
+        while (n < want && dropbehind_pop(&sp->db, &page)) {
+                uint8_t *s = &sp->pt.state[page];
+
+                /* Stale entries: evicted or discarded since, used again, or pushed twice. */
+                if (!(*s & PG_RESIDENT) || !(*s & PG_STREAM) ||
+                    page - sp->pt.spare_first < sp->pt.spare_n)
+                        continue;
+                *s = (uint8_t)((*s & ~(PG_STREAM | PG_REF)) | PG_ZAPPED);
+                sp->victims[n++] = page;
+        }
+        qsort(sp->victims, n, sizeof(sp->victims[0]), cmp_page);
+        for (unsigned i = 0; i < n;) {
+                unsigned k = 1;
+
+                while (i + k < n && sp->victims[i + k] == sp->victims[i] + k)
+                        k++;
+                r = zap(sp, sp->victims[i], k);
+                if (r < 0)
+                        return r;
+                i += k;
+        }
+        sp->count.dropped_behind += n;
+        return (int)n;
+}
+
+/*
+ * Picks up to `want` victims (those a stream left behind first, else the clock's), drops the
+ * clean ones and queues the writes of the dirty ones, whose pages stay resident until
+ * engine_evict_complete(). One source per round: a page the stack gives is zapped and
+ * unreferenced, which the clock would take for a victim of its own.
  */
 static int evict_queue(struct smartpage *sp, uint64_t want)
 {
@@ -172,7 +219,9 @@ static int evict_queue(struct smartpage *sp, uint64_t want)
         int n, r;
 
         want = MIN(want, (uint64_t)NR_SLOTS);
-        n = clock_pick(&sp->pt, want, sp->victims, zap, sp);
+        n = dropbehind_pick(sp, want);
+        if (n == 0)
+                n = clock_pick(&sp->pt, want, sp->victims, zap, sp);
         if (n < 0)
                 return n;
         if (n == 0)

@@ -220,6 +220,26 @@ static void queue_ahead(struct smartpage *sp)
 }
 
 /*
+ * Whether a fault continues a sequential stream: at the page after the last fault's run, or a
+ * little past it (the guest's allocator hands out physical pages in ascending runs with gaps).
+ */
+static bool continues_stream(const struct smartpage *sp, uint64_t page)
+{
+        return page >= sp->seq_next && page - sp->seq_next < STREAM_SLACK;
+}
+
+/* Pages [first, first + n) a stream brought in: drop-behind victims once it has moved on. */
+static void note_stream(struct smartpage *sp, uint64_t first, unsigned n)
+{
+        for (uint64_t p = first; p < first + n; p++) {
+                if (!(sp->pt.state[p] & PG_RESIDENT))
+                        continue;
+                sp->pt.state[p] |= PG_STREAM;
+                dropbehind_push(&sp->db, p);
+        }
+}
+
+/*
  * The fault is the next window's first page and every page of it is still paged out: nothing
  * brought one in, discarded it or wrote it back since the read was issued (each of those needs
  * a fault elsewhere, which drops the read, or changes the state; a discarded page used again
@@ -257,18 +277,22 @@ static int ahead_in(struct smartpage *sp, uint64_t page, bool write)
                 engine_fail(sp, r, "cannot copy a page in");
                 return r;
         }
+        note_stream(sp, page, n);
         queue_ahead(sp);
         return 0;
 }
 
 int engine_page_in(struct smartpage *sp, uint64_t page, bool write)
 {
+        bool stream;
         unsigned n;
         int r;
 
         if (sp->error)
                 return sp->error;
         sp->count.faults++;
+        stream = continues_stream(sp, page);
+        sp->count.stream_faults += stream;
         if (!(sp->pt.state[page] & PG_PAGED)) {
                 /*
                  * A page of the next window that was discarded and is used again: once evicted
@@ -284,6 +308,8 @@ int engine_page_in(struct smartpage *sp, uint64_t page, bool write)
                 r = zero_in(sp, page, write);
                 if (r < 0)
                         engine_fail(sp, r, "cannot map a zero page");
+                else if (stream)
+                        note_stream(sp, page, 1);
                 return r;
         }
         if (ahead_usable(sp, page))
@@ -298,6 +324,8 @@ int engine_page_in(struct smartpage *sp, uint64_t page, bool write)
                 engine_fail(sp, r, "cannot copy a page in");
                 return r;
         }
+        if (stream)
+                note_stream(sp, page, n);
         if (sp->ra_window)
                 queue_ahead(sp);
         return 0;
@@ -349,7 +377,8 @@ int engine_remap(struct smartpage *sp, uint64_t page, bool write)
                 r = uffd_wake(sp->uffd, page_addr(sp, page), PAGE);
         if (r < 0)
                 return r;
-        *s = (uint8_t)((*s | PG_REF) & ~PG_ZAPPED);
+        /* Used again after the clock sampled it: no longer a page a stream left behind. */
+        *s = (uint8_t)((*s | PG_REF) & ~(PG_ZAPPED | PG_STREAM));
         if (!clean)
                 *s &= (uint8_t) ~(PG_CLEAN | PG_INFILE);
         return 0;

@@ -67,6 +67,11 @@ static int setup(struct smartpage *sp, const struct smartpage_options *o)
         r = pagetab_init(&sp->pt, sp->nr_pages);
         if (r < 0)
                 return r;
+        r = dropbehind_init(&sp->db,
+                            (unsigned)MIN((uint64_t)DROPBEHIND_LAG, MAX(sp->limit_pages / 4, 1u)),
+                            (unsigned)MIN((uint64_t)DROPBEHIND_DEPTH, sp->nr_pages));
+        if (r < 0)
+                return r;
         r = count_resident(sp);
         if (r < 0)
                 return r;
@@ -256,6 +261,7 @@ void smartpage_free(struct smartpage *sp)
         if (sp->alias)
                 munmap(sp->alias, sp->len);
         pagetab_done(&sp->pt);
+        dropbehind_done(&sp->db);
         closep(&sp->uffd);
         closep(&sp->wake_fd);
         closep(&sp->error_fd);

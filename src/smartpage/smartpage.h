@@ -53,6 +53,8 @@ struct smartpage_stats {
         uint64_t faults;         /* MISSING faults resolved (zero page or read) */
         uint64_t minor_faults;   /* MINOR faults: accesses sampled by the clock */
         uint64_t discarded;      /* pages dropped through smartpage_discard() */
+        uint64_t stream_faults;  /* faults that continued a sequential stream */
+        uint64_t dropped_behind; /* victims a stream had left behind (the others: the clock's) */
         uint64_t active_ms;      /* how long paging has been (or was) active */
         int error;               /* 0, or the negative errno that stopped paging */
 };

@@ -39,6 +39,8 @@ void smartpage_get_stats(struct smartpage *sp, struct smartpage_stats *ret)
                 .faults = sp->count.faults,
                 .minor_faults = sp->count.minor_faults,
                 .discarded = sp->count.discarded,
+                .stream_faults = sp->count.stream_faults,
+                .dropped_behind = sp->count.dropped_behind,
                 .active_ms = sp->start_ns ? (end - sp->start_ns) / 1000000u : 0,
                 .error = sp->error,
         };
