@@ -4,6 +4,7 @@ The guest's /init (guest/init.c) prints one ready line and then answers one comm
 ending each answer with "OK <cmd>" or "ERR <cmd>: <reason>".
 """
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -77,7 +78,12 @@ class Guest:
         self.argv = argv
         self.log = open(log_path, "ab", buffering=0)
         self.log.write(("\n$ " + " ".join(argv) + "\n").encode())
-        self.started = time.monotonic()
+        # The log may sit on the rig's 9p share: its writes happen on a thread of their own, so
+        # that a slow write never keeps the console from being read.
+        self.log_queue = queue.Queue()
+        self.log_thread = threading.Thread(target=self._write_log, daemon=True)
+        self.log_thread.start()
+        self.last_output = self.started = time.monotonic()
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env)
         self.out = b""
@@ -96,8 +102,9 @@ class Guest:
             chunk = os.read(stream.fileno(), 65536)
             if not chunk:
                 break
-            self.log.write(chunk)
+            self.log_queue.put(chunk)
             with self.cond:
+                self.last_output = time.monotonic()
                 if which == "out":
                     self.out += chunk
                 else:
@@ -105,6 +112,28 @@ class Guest:
                 self.cond.notify_all()
         with self.cond:
             self.cond.notify_all()
+
+    def _write_log(self):
+        while True:
+            chunk = self.log_queue.get()
+            if chunk is None:
+                break
+            self.log.write(chunk)
+
+    def threads_state(self):
+        """What each of the VMM's threads is doing: name, state and kernel wait channel."""
+        task_dir = "/proc/%d/task" % self.proc.pid
+        out = []
+        try:
+            for tid in sorted(os.listdir(task_dir), key=int):
+                def read(name):
+                    with open(os.path.join(task_dir, tid, name)) as f:
+                        return f.read().strip()
+                state = read("stat").rsplit(")", 1)[1].split()[0]
+                out.append("%s %s(%s) %s" % (tid, read("comm"), state, read("wchan")))
+        except OSError as e:
+            out.append("(%s)" % e)
+        return "; ".join(out)
 
     def text(self):
         return self.out.decode(errors="replace")
@@ -126,10 +155,12 @@ class Guest:
                     return m
                 left = deadline - time.monotonic()
                 if left <= 0 or (self.proc.poll() is not None and not self._pumps_alive()):
-                    raise GuestError("timed out after %ss waiting for %r; exit=%s; tail:\n%s\n"
-                                     "stderr:\n%s" % (timeout, pattern, self.proc.poll(),
-                                                      self.out[-3000:].decode(errors="replace"),
-                                                      self.err[-2000:].decode(errors="replace")))
+                    raise GuestError(
+                        "timed out after %ss waiting for %r; exit=%s; last output %.0f s ago; "
+                        "threads: %s; tail:\n%s\nstderr:\n%s" %
+                        (timeout, pattern, self.proc.poll(), time.monotonic() - self.last_output,
+                         self.threads_state(), self.out[-3000:].decode(errors="replace"),
+                         self.err[-2000:].decode(errors="replace")))
                 self.cond.wait(min(left, 0.5))
 
     def _pumps_alive(self):
@@ -184,11 +215,19 @@ class Guest:
             t.join(5)
         return rc
 
+    def _close_log(self):
+        self.log_queue.put(None)
+        self.log_thread.join()
+        self.log.close()
+
     def kill(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
-        self.log.close()
+        for t in self.threads:
+            t.join(5)
+        if not self.log.closed:
+            self._close_log()
 
     def __enter__(self):
         return self

@@ -140,10 +140,17 @@ def main():
             if rc != RIG_FROZEN:
                 break
         # The rig shows its whole console only on failure; always show the test results.
+        fails = []
         with open(console_log, errors="replace") as f:
             for line in f:
                 if line.startswith(("RUN ", "PASS ", "FAIL ", "e2e: ")):
                     print(line.rstrip(), flush=True)
+                if line.startswith("FAIL "):
+                    fails.append(line.rstrip())
+        # Last on stderr, which test logs show after stdout: which case failed and why, even
+        # where only a log's tail is shown.
+        for line in fails:
+            print("e2e %s: %s" % (args.suite, line), file=sys.stderr, flush=True)
         return rc or host_rc
 
     ctx = suites.Context(tidal, args.kernel, args.initrd, log_dir, in_rig=True)
