@@ -208,6 +208,23 @@ static bool handle_system_event(struct vcpu *v)
         return false;
 }
 
+/*
+ * A triple fault resets a PC, and the VM is reset like one; but a guest that did not ask for a
+ * reset has usually crashed, so it is said, with where.
+ */
+static void log_triple_fault(struct vcpu *v)
+{
+        struct kvm_regs regs = {0};
+        struct kvm_sregs sregs = {0};
+
+        (void)ioctl(v->fd, KVM_GET_REGS, &regs);
+        (void)ioctl(v->fd, KVM_GET_SREGS, &sregs);
+        log_warn("vCPU %u: triple fault at rip 0x%llx (rsp 0x%llx, cr3 0x%llx): resetting the VM "
+                 "as a PC would",
+                 v->id, (unsigned long long)regs.rip, (unsigned long long)regs.rsp,
+                 (unsigned long long)sregs.cr3);
+}
+
 /* Returns false when the vCPU must stop. */
 static bool handle_exit(struct vcpu *v)
 {
@@ -224,6 +241,7 @@ static bool handle_exit(struct vcpu *v)
         case KVM_EXIT_INTR:
                 return true;
         case KVM_EXIT_SHUTDOWN:
+                log_triple_fault(v);
                 v->env->on_event(v->env->opaque, v->id, VCPU_EVENT_RESET);
                 return false;
         case KVM_EXIT_SYSTEM_EVENT:
