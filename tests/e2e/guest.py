@@ -154,13 +154,15 @@ class Guest:
                     self.pos = m.end()
                     return m
                 left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not self._pumps_alive()):
-                    raise GuestError(
-                        "timed out after %ss waiting for %r; exit=%s; last output %.0f s ago; "
-                        "threads: %s; tail:\n%s\nstderr:\n%s" %
-                        (timeout, pattern, self.proc.poll(), time.monotonic() - self.last_output,
-                         self.threads_state(), self.out[-3000:].decode(errors="replace"),
-                         self.err[-2000:].decode(errors="replace")))
+                exited = self.proc.poll() is not None and not self._pumps_alive()
+                if left <= 0 or exited:
+                    what = ("the VMM exited with status %s" % self.proc.poll() if exited else
+                            "timed out after %ss; last output %.0f s ago; threads: %s" %
+                            (timeout, time.monotonic() - self.last_output,
+                             self.threads_state()))
+                    raise GuestError("%s, waiting for %r; tail:\n%s\nstderr:\n%s" %
+                                     (what, pattern, self.out[-3000:].decode(errors="replace"),
+                                      self.err[-2000:].decode(errors="replace")))
                 self.cond.wait(min(left, 0.5))
 
     def _pumps_alive(self):
