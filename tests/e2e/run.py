@@ -91,6 +91,69 @@ def run_tests(ctx, names, watchdog=None):
     return 1 if failed else 0
 
 
+def only_args(names):
+    return [a for n in names for a in ("--only", n)]
+
+
+def rig_attempts(args, inside, console_log):
+    """Runs the suite in the rig; a frozen L1 is the machine stalling, not a test failing: the
+    suite runs again in a fresh L1, each frozen console kept aside. RIG_ATTEMPTS freezes in a
+    row fail the suite (a CI run saw e2e-smartpaging's L1 freeze twice, and the suite then pass
+    alone). Returns the rig's status."""
+    for attempt in range(RIG_ATTEMPTS):
+        if attempt:
+            frozen = "%s.frozen.%d" % (console_log, attempt)
+            os.replace(console_log, frozen)
+            print("the rig's L1 froze (tests/rig/run status 123): running the %s suite "
+                  "again in a fresh L1; the frozen console is in %s" % (args.suite, frozen),
+                  flush=True)
+        rc = run_in_rig(inside, os.path.abspath(args.build_dir), console_log, args.timeout, args.rig_mem,
+                        env=["TIDAL_DEBUG", "TIDAL_E2E_CMDLINE"])
+        if rc != RIG_FROZEN:
+            return rc
+    return rc
+
+
+def results(console_log):
+    """The test result lines of a rig's console, shown whatever the outcome, and the failed
+    cases' names."""
+    failed = []
+    with open(console_log, errors="replace") as f:
+        for line in f:
+            if line.startswith(("RUN ", "PASS ", "FAIL ", "e2e: ")):
+                print(line.rstrip(), flush=True)
+            if line.startswith("FAIL "):
+                failed.append(line.rstrip())
+    return failed
+
+
+def run_suite_in_rig(args, inside, log_dir):
+    """The suite in the rig. Cases that fail run once more, alone, in a fresh L1: the rig's L0
+    (QEMU 7.2's multi-threaded TCG emulating nested SVM) now and then breaks an L2 guest that
+    tidal runs correctly (KVM_RUN failing with EFAULT at one module address, a guest that
+    stops answering; docs/testing.md). A case passes only if it passes there; one that failed
+    first is reported as flaky, on stdout and last on stderr, with the first console kept."""
+    console_log = os.path.join(log_dir, "rig-console.log")
+    rc = rig_attempts(args, inside + only_args(args.only), console_log)
+    failed = results(console_log)
+    if rc == 0 or not failed:
+        return rc
+    names = [line.split()[1] for line in failed]
+    first = console_log + ".failed"
+    os.replace(console_log, first)
+    print("running the failed cases again in a fresh L1 (first console: %s): %s" %
+          (first, " ".join(names)), flush=True)
+    rc = rig_attempts(args, inside + only_args(names), console_log)
+    still = results(console_log)
+    for line in failed:
+        name = line.split()[1]
+        again = [l for l in still if l.split()[1] == name]
+        verdict = "failed again: %s" % again[0] if again else (
+            "FLAKY: passed alone in a fresh L1" if rc == 0 else "not rerun (rig status %d)" % rc)
+        print("e2e %s: %s; %s" % (args.suite, line, verdict), file=sys.stderr, flush=True)
+    return rc
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tidal", required=True)
@@ -120,38 +183,9 @@ def main():
         inside = [sys.executable, os.path.abspath(__file__), "--inside", "--tidal", tidal,
                   "--build-dir", build_dir, "--suite", args.suite,
                   "--kernel", kernel, "--initrd", initrd]
-        for n in args.only:
-            inside += ["--only", n]
         print("no usable /dev/kvm here: running the %s suite inside the nested rig" % args.suite,
               flush=True)
-        console_log = os.path.join(log_dir, "rig-console.log")
-        # A frozen L1 is the machine stalling, not a test failing: the suite runs again in a
-        # fresh L1, each frozen console kept aside. RIG_ATTEMPTS freezes in a row fail the suite
-        # (this stop's CI saw e2e-smartpaging's L1 freeze twice, and the suite then pass alone).
-        for attempt in range(RIG_ATTEMPTS):
-            if attempt:
-                frozen = "%s.frozen.%d" % (console_log, attempt)
-                os.replace(console_log, frozen)
-                print("the rig's L1 froze (tests/rig/run status 123): running the %s suite "
-                      "again in a fresh L1; the frozen console is in %s" % (args.suite, frozen),
-                      flush=True)
-            rc = run_in_rig(inside, build_dir, console_log, args.timeout, args.rig_mem,
-                            env=["TIDAL_DEBUG", "TIDAL_E2E_CMDLINE"])
-            if rc != RIG_FROZEN:
-                break
-        # The rig shows its whole console only on failure; always show the test results.
-        fails = []
-        with open(console_log, errors="replace") as f:
-            for line in f:
-                if line.startswith(("RUN ", "PASS ", "FAIL ", "e2e: ")):
-                    print(line.rstrip(), flush=True)
-                if line.startswith("FAIL "):
-                    fails.append(line.rstrip())
-        # Last on stderr, which test logs show after stdout: which case failed and why, even
-        # where only a log's tail is shown.
-        for line in fails:
-            print("e2e %s: %s" % (args.suite, line), file=sys.stderr, flush=True)
-        return rc or host_rc
+        return run_suite_in_rig(args, inside, log_dir) or host_rc
 
     ctx = suites.Context(tidal, args.kernel, args.initrd, log_dir, in_rig=True)
     return run_tests(ctx, names, Watchdog())
