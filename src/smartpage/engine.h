@@ -33,7 +33,6 @@ struct smartpage_counters {
         uint64_t pages_written;  /* pages_out that needed a write (the others were clean) */
         uint64_t stream_faults;  /* faults that continued a sequential stream */
         uint64_t dropped_behind; /* victims that came from the drop-behind stack */
-        uint64_t zero_victims;   /* dirty victims found all zeroes: dropped, not written */
 };
 
 /* A run of dirty victims whose write is queued (not yet submitted or not yet complete). */
@@ -127,7 +126,6 @@ bool engine_pool_low(const struct smartpage *sp);
 uint64_t engine_pool_pages(const struct smartpage *sp);
 
 /* pagein.c */
-extern const uint8_t engine_zero_page[PAGE];
 int engine_page_in(struct smartpage *sp, uint64_t page, bool write);
 /* A MINOR fault's page is resident: maps it again, write-protected if it is still clean. */
 int engine_remap(struct smartpage *sp, uint64_t page, bool write);

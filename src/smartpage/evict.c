@@ -84,49 +84,6 @@ static int drop_clean(struct smartpage *sp, unsigned n, unsigned *nr_dirty)
 }
 
 /*
- * Dirty victims that hold only zeroes (a guest's kernel zeroes the pages it allocates, the
- * balloon's among them) need no write: they become absent, as if never written. They are
- * read through the alias (each run's entries filled with one call) while zapped, so nothing
- * changes them meanwhile. The others are compacted to the front.
- */
-static int drop_zero(struct smartpage *sp, unsigned n, unsigned *nr_dirty)
-{
-        unsigned left = 0;
-
-        for (unsigned i = 0; i < n;) {
-                uint64_t first = sp->victims[i];
-                unsigned k = 1, z;
-
-                while (i + k < n && sp->victims[i + k] == first + k)
-                        k++;
-                (void)madvise(alias_addr(sp, first), (size_t)k * PAGE, MADV_POPULATE_READ);
-                for (unsigned j = 0; j < k; j += z) {
-                        int r;
-
-                        for (z = 0; j + z < k && memcmp(alias_addr(sp, first + j + z),
-                                                        engine_zero_page, PAGE) == 0;
-                             z++)
-                                ;
-                        if (z == 0) {
-                                sp->victims[left++] = first + j;
-                                z = 1;
-                                continue;
-                        }
-                        r = punch(sp, first + j, z);
-                        if (r < 0)
-                                return r;
-                        for (unsigned q = 0; q < z; q++)
-                                pagetab_set_absent(&sp->pt, first + j + q);
-                        sp->count.pages_out += z;
-                        sp->count.zero_victims += z;
-                }
-                i += k;
-        }
-        *nr_dirty = left;
-        return 0;
-}
-
-/*
  * Groups dirty victims [from, to) into runs of contiguous pages, at most max_reqs - 1 runs (one
  * request stays free for a fault's read); returns where it stopped.
  */
@@ -152,8 +109,8 @@ static unsigned batch_victims(struct smartpage *sp, unsigned from, unsigned to)
 }
 
 /*
- * Queues the runs' writes straight from the alias mapping: no copy. Its page-table entries were
- * filled by drop_zero(), one call per run, rather than by a fault per page in the kernel's copy.
+ * Queues the runs' writes straight from the alias mapping: no copy. Its page-table entries are
+ * filled first, with one call per run, rather than by a fault per page in the kernel's copy.
  * Nobody writes these pages meanwhile: they are zapped in the region, and punched only after.
  */
 static int submit_runs(struct smartpage *sp)
@@ -162,6 +119,8 @@ static int submit_runs(struct smartpage *sp)
                 struct victim_run *run = &sp->pending.runs[i];
                 int r;
 
+                (void)madvise(alias_addr(sp, run->first), (size_t)run->n * PAGE,
+                              MADV_POPULATE_READ);
                 run->req = sp->io.nr_reqs;
                 r = pageio_queue_write_from(&sp->io, alias_addr(sp, run->first), run->n,
                                             run->first * PAGE);
@@ -268,8 +227,6 @@ static int evict_queue(struct smartpage *sp, uint64_t want)
         if (n == 0)
                 return -ENOMEM; /* nothing resident to evict: the limit cannot be met */
         r = drop_clean(sp, (unsigned)n, &dirty);
-        if (r == 0)
-                r = drop_zero(sp, dirty, &dirty);
         if (r < 0)
                 return r;
         /* Scattered victims can make more runs than requests: write full batches first. */

@@ -14,9 +14,8 @@
 #include "tidal/log.h"
 #include "tidal/macro.h"
 
-/* The source of clean zero pages (UFFDIO_ZEROPAGE cannot map write-protected), and what
- * eviction compares victims with. */
-const uint8_t engine_zero_page[PAGE] __attribute__((aligned(PAGE)));
+/* The source of clean zero pages: UFFDIO_ZEROPAGE cannot map write-protected. */
+static const uint8_t zero_page[PAGE] __attribute__((aligned(PAGE)));
 
 /*
  * The memfd already holds a page we count as not resident: a 4 KiB punch into a huge page the
@@ -43,11 +42,11 @@ static int zero_in(struct smartpage *sp, uint64_t page, bool write)
         int r;
 
         if (wp)
-                r = uffd_copy(sp->uffd, page_addr(sp, page), engine_zero_page, PAGE, true, &done);
+                r = uffd_copy(sp->uffd, page_addr(sp, page), zero_page, PAGE, true, &done);
         else
                 r = uffd_zeropage(sp->uffd, page_addr(sp, page), PAGE);
         if (r == -EEXIST) {
-                r = fill_present(sp, page, engine_zero_page);
+                r = fill_present(sp, page, zero_page);
                 flags = PG_REF;
         }
         if (r < 0)

@@ -55,7 +55,6 @@ struct smartpage_stats {
         uint64_t discarded;      /* pages dropped through smartpage_discard() */
         uint64_t stream_faults;  /* faults that continued a sequential stream */
         uint64_t dropped_behind; /* victims a stream had left behind (the others: the clock's) */
-        uint64_t zero_victims;   /* victims that held only zeroes: dropped without a write */
         uint64_t active_ms;      /* how long paging has been (or was) active */
         int error;               /* 0, or the negative errno that stopped paging */
 };

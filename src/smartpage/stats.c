@@ -41,7 +41,6 @@ void smartpage_get_stats(struct smartpage *sp, struct smartpage_stats *ret)
                 .discarded = sp->count.discarded,
                 .stream_faults = sp->count.stream_faults,
                 .dropped_behind = sp->count.dropped_behind,
-                .zero_victims = sp->count.zero_victims,
                 .active_ms = sp->start_ns ? (end - sp->start_ns) / 1000000u : 0,
                 .error = sp->error,
         };

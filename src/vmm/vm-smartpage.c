@@ -105,13 +105,13 @@ static void on_finished(void *opaque, uint32_t events)
         p->sp = NULL;
         guest_mem_use_huge_pages(&p->vm->mem, true);
         log_info("smart paging: ended after %.1f s, %llu pages in, %llu out (%llu dropped behind "
-                 "streams, %llu all zeroes), %llu dropped unread (the balloon's); %llu faults, "
-                 "%llu in streams; paging file removed",
+                 "streams), %llu dropped unread (the balloon's); %llu faults, %llu in streams; "
+                 "paging file removed",
                  (double)p->final.active_ms / 1000.0, (unsigned long long)p->final.pages_in,
                  (unsigned long long)p->final.pages_out,
                  (unsigned long long)p->final.dropped_behind,
-                 (unsigned long long)p->final.zero_victims, (unsigned long long)p->final.discarded,
-                 (unsigned long long)p->final.faults, (unsigned long long)p->final.stream_faults);
+                 (unsigned long long)p->final.discarded, (unsigned long long)p->final.faults,
+                 (unsigned long long)p->final.stream_faults);
 }
 
 /* The daemon's target is what the host gives the guest: the resident limit follows it. */

@@ -410,36 +410,6 @@ static void loop_over_budget(void **state)
         fixture_done(&f, true);
 }
 
-/*
- * Dirty pages that hold only zeroes (every other page here, written as zeroes) are dropped
- * when evicted, not written: only the others take room in the paging file, and every page still
- * reads back right.
- */
-static void zero_pages_not_written(void **state)
-{
-        _cleanup_free_ char *path = NULL;
-        struct fixture f;
-        struct smartpage_stats st;
-        struct stat sb;
-
-        fixture_init(&f, NULL);
-        for (uint64_t p = 0; p < NR_PAGES; p++) {
-                f.gen[p] = p & 1;
-                fill(f.view + p * PAGE, p, f.gen[p]);
-        }
-        assert_int_equal(fixture_start(&f, REGION / 4, SMARTPAGE_DEFAULT_READAHEAD), 0);
-        path = file_path(&f);
-        smartpage_get_stats(f.sp, &st);
-        assert_int_equal(stat(path, &sb), 0);
-        /* Three quarters evicted, half of them zeroes. */
-        assert_true(st.zero_victims >= st.pages_out / 2 - 64);
-        assert_true(st.zero_victims <= st.pages_out / 2 + 64);
-        assert_true((uint64_t)sb.st_blocks * 512 <= (st.pages_out - st.zero_victims + 64) * PAGE);
-        check_all(&f);
-        finish_and_check(&f);
-        fixture_done(&f, true);
-}
-
 static void random_25(void **state)
 {
         pattern_test(RANDOM, REGION / 4, 3 * NR_PAGES, NULL);
@@ -820,7 +790,6 @@ int main(void)
                 cmocka_unit_test(huge_pages_sequential),
                 cmocka_unit_test(sequential_50),
                 cmocka_unit_test(loop_over_budget),
-                cmocka_unit_test(zero_pages_not_written),
                 cmocka_unit_test(random_25),
                 cmocka_unit_test(random_50),
                 cmocka_unit_test(hot_cold_25),
