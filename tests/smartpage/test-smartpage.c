@@ -730,6 +730,63 @@ static void disk_full(void **state)
         rmdir(dir);
 }
 
+struct reader {
+        const volatile uint64_t *word; /* the first word of a paged-out page */
+        uint64_t value;
+        bool torn_down; /* set by the test before it releases the engine */
+        bool after_teardown;
+};
+
+static void *reader_run(void *arg)
+{
+        struct reader *r = arg;
+
+        r->value = *r->word;
+        __atomic_store_n(&r->after_teardown, __atomic_load_n(&r->torn_down, __ATOMIC_ACQUIRE),
+                         __ATOMIC_RELEASE);
+        return NULL;
+}
+
+/*
+ * The paging file loses what was written to it (truncated behind the engine's back, so every
+ * read comes back short, as from a failing disk): the engine stops with -EIO on its eventfd,
+ * and the thread that touched a paged-out page is never handed anything: it waits in its fault
+ * until the engine is released (a VMM has stopped its vCPUs by then).
+ */
+static void read_error(void **state)
+{
+        struct fixture f;
+        struct reader r = {0};
+        struct smartpage_stats st;
+        struct pollfd pfd;
+        _cleanup_free_ char *path = NULL;
+        uint64_t p;
+        pthread_t t;
+
+        fixture_init(&f, NULL);
+        fixture_fill(&f);
+        assert_int_equal(fixture_start(&f, REGION / 4, 0), 0);
+        path = file_path(&f);
+        for (p = 0; p < NR_PAGES && resident(&f, p); p++)
+                ;
+        assert_true(p < NR_PAGES);
+        assert_int_equal(truncate(path, 0), 0);
+        r.word = (const volatile uint64_t *)(f.region + p * PAGE);
+        assert_int_equal(pthread_create(&t, NULL, reader_run, &r), 0);
+        pfd = (struct pollfd){.fd = smartpage_error_fd(f.sp), .events = POLLIN};
+        assert_int_equal(poll(&pfd, 1, 10000), 1);
+        smartpage_get_stats(f.sp, &st);
+        assert_int_equal(st.error, -EIO);
+        usleep(100 * 1000);
+        __atomic_store_n(&r.torn_down, true, __ATOMIC_RELEASE);
+        smartpage_free(f.sp);
+        f.sp = NULL;
+        pthread_join(t, NULL);
+        assert_true(__atomic_load_n(&r.after_teardown, __ATOMIC_ACQUIRE));
+        assert_int_equal(access(path, F_OK), -1);
+        fixture_done(&f, true);
+}
+
 static void stale_file(void **state)
 {
         char dir[] = "/tmp/smartpage-stale.XXXXXX", *path = NULL;
@@ -797,6 +854,7 @@ int main(void)
                 cmocka_unit_test(discard_in_readahead_window),
                 cmocka_unit_test(lower_limit),
                 cmocka_unit_test(disk_full),
+                cmocka_unit_test(read_error),
                 cmocka_unit_test(stale_file),
                 cmocka_unit_test(bad_arguments),
                 cmocka_unit_test(clean_tracking_continue_wp),
