@@ -107,7 +107,7 @@ def rig_attempts(args, inside, console_log):
             print("the rig's L1 froze (tests/rig/run status 123): running the %s suite "
                   "again in a fresh L1; the frozen console is in %s" % (args.suite, frozen),
                   flush=True)
-        rc = run_in_rig(inside, os.path.abspath(args.build_dir), console_log, args.timeout, args.rig_mem,
+        rc = run_in_rig(inside, args.build_dir, console_log, args.timeout, args.rig_mem,
                         env=["TIDAL_DEBUG", "TIDAL_E2E_CMDLINE"])
         if rc != RIG_FROZEN:
             return rc
@@ -168,7 +168,7 @@ def main():
     args = ap.parse_args()
 
     tidal = os.path.abspath(args.tidal)
-    build_dir = os.path.abspath(args.build_dir)
+    args.build_dir = build_dir = os.path.abspath(args.build_dir)
     names = args.only or suites.SUITES[args.suite]
     log_dir = os.path.join(build_dir, "e2e-logs", args.suite)
     os.makedirs(log_dir, exist_ok=True)
