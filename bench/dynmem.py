@@ -88,7 +88,8 @@ class TidalApi(balloon.TidalApi):
                 "target": m.get("target_bytes"), "status": m.get("status"),
                 "requested": vm.get("requested_bytes", 0), "plugged": vm.get("plugged_bytes", 0),
                 "stuck": vm.get("stuck_bytes", 0), "balloon": b.get("actual_bytes", 0),
-                "stats_count": b.get("stats_count", 0)}
+                "stats_count": b.get("stats_count", 0),
+                "reported": (b.get("counters") or {}).get("reported_bytes", 0)}
 
 
 class Sampler:
@@ -226,7 +227,7 @@ def session_tidal(args, kernel, initrd, log, counter):
     mem = "startup=%dM,minimum=%dM,maximum=%dM,buffer=%d" % (
         args.low, args.low, args.high, args.buffer)
     argv = [args.tidal, "run", "--kernel", kernel, "--initrd", initrd, "--cmdline", CMDLINE,
-            "--memory", mem, "--cpus", str(args.cpus), "--api-socket", sock]
+            "--memory", mem, "--cpus", str(args.cpus), "--api-socket", sock] + args.tidal_arg
     low, high = args.low * MIB, args.high * MIB
     tol = args.tolerance * MIB
     r = {"config": mem}
@@ -262,6 +263,9 @@ def session_tidal(args, kernel, initrd, log, counter):
             r["unplug_busy_s"] = busy_time(w, lambda s: s["plugged"] > s["requested"])
             r["rounds"] = len({s["requested"] for s in w})
             r["balloon_max"] = max(s["balloon"] for s in w)
+            # Free page reporting in the same window: the pages a report holds cannot be taken
+            # by the guest's virtio-mem driver until the host answers.
+            r["reported_in_shrink"] = done["reported"] - w[0]["reported"]
             r["stuck_max"] = max(s["stuck"] for s in w)
             r["path"] = " ".join("%d" % (s["target"] // MIB) for i, s in enumerate(w)
                                  if i == 0 or s["target"] != w[i - 1]["target"])
@@ -493,10 +497,12 @@ def emit_run(i, vmm, r):
     if vmm == "tidal":
         emit("%s shrink: first unplug request %.2f s after free, then %.2f s to done; "
              "virtio-mem behind its request %.2f s for %d MiB unplugged (%.2f GiB/s); targets "
-             "%s MiB; balloon used up to %d MiB, stuck up to %d MiB" % (
+             "%s MiB; balloon used up to %d MiB, stuck up to %d MiB; free page reporting "
+             "meanwhile %d MiB" % (
                  label, r["shrink_first_s"], r["shrink_mech_span_s"], r["unplug_busy_s"],
                  r["unplugged"] // MIB, gibps(r["unplugged"], r["unplug_busy_s"]), r["path"],
-                 r["balloon_max"] // MIB, r["stuck_max"] // MIB))
+                 r["balloon_max"] // MIB, r["stuck_max"] // MIB,
+                 r.get("reported_in_shrink", 0) // MIB))
         emit("%s grow (guest allocating in steps): %.2f s; virtio-mem behind its request "
              "%.2f s for %d MiB plugged (%.2f GiB/s)" % (
                  label, r["grow_s"], r["plug_busy_s"], r["plugged"] // MIB,
@@ -628,6 +634,9 @@ def main():
                     help="MiB: a target counts as reached within this (the controller's dead "
                     "band at these sizes)")
     ap.add_argument("--timeout", type=int, default=300, help="seconds per shrink or grow")
+    ap.add_argument("--tidal-arg", action="append", default=[], metavar="ARG",
+                    help="one more argument for tidal (repeat), e.g. "
+                    "--tidal-arg=--balloon --tidal-arg=free-page-reporting=off")
     ap.add_argument("--vmms", default=",".join(VMMS), help="subset of %s" % ",".join(VMMS))
     add_rig_args(ap)
     args = ap.parse_args()
