@@ -180,6 +180,25 @@ static uint64_t next_target(struct dynmem *d, bool fresh, bool new_report)
 }
 
 /*
+ * What the guest has now, read from the devices: startup + plugged - ballooned. The balloon's
+ * and virtio-mem's states are left in b and vm.
+ */
+static void read_assigned(const struct dynmem *d, struct dynmem_state *st, struct balloon_state *b,
+                          struct virtio_mem_state *vm)
+{
+        uint64_t has;
+
+        balloon_get_state(d->balloon, b);
+        *vm = (struct virtio_mem_state){0};
+        if (d->vmem)
+                virtio_mem_get_state(d->vmem, vm);
+        has = d->settings->startup + vm->plugged_size;
+        st->assigned = has > b->actual_bytes ? has - b->actual_bytes : 0;
+        st->balloon = b->actual_bytes;
+        st->vmem_plugged = vm->plugged_size;
+}
+
+/*
  * paced: a round on a report or on the timer, about one period after the last. Only those
  * count towards the stall and stuck detection, which are measured in periods; a round run at
  * once for a new target or new settings must not make a driver look stuck.
@@ -187,19 +206,13 @@ static uint64_t next_target(struct dynmem *d, bool fresh, bool new_report)
 static void run_round(struct dynmem *d, bool paced)
 {
         const struct mem_settings *s = d->settings;
-        struct virtio_mem_state vm = {0};
+        struct virtio_mem_state vm;
         struct balloon_state b;
         struct mem_split split;
         bool new_report;
-        uint64_t has, next;
+        uint64_t next;
 
-        balloon_get_state(d->balloon, &b);
-        if (d->vmem)
-                virtio_mem_get_state(d->vmem, &vm);
-        has = s->startup + vm.plugged_size;
-        d->state.assigned = has > b.actual_bytes ? has - b.actual_bytes : 0;
-        d->state.balloon = b.actual_bytes;
-        d->state.vmem_plugged = vm.plugged_size;
+        read_assigned(d, &d->state, &b, &vm);
         new_report = update_demand(d, &b, d->state.assigned == d->last_assigned);
         d->last_assigned = d->state.assigned;
         d->state.fresh = stats_fresh(&b);
@@ -314,9 +327,19 @@ void dynmem_kick(struct dynmem *d)
         run_round(d, false);
 }
 
+/*
+ * Assigned, balloon and plugged are read live, so that a reader does not see memory the guest
+ * gave back a round ago (up to a second). Status stays the verdict of the last round, taken
+ * with that round's demand: a guest that grows is Warning or Low until the next report shows
+ * its memory caught up, however fast virtio-mem plugged it.
+ */
 void dynmem_get_state(struct dynmem *d, struct dynmem_state *ret)
 {
+        struct virtio_mem_state vm;
+        struct balloon_state b;
+
         *ret = d->state;
+        read_assigned(d, ret, &b, &vm);
 }
 
 void dynmem_set_source(struct dynmem *d, enum dynmem_source source)

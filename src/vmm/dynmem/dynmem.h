@@ -60,6 +60,8 @@ void dynmem_free(struct dynmem *d);
 /* Runs one controller round now (after a settings change). */
 void dynmem_kick(struct dynmem *d);
 
+/* The state: assigned, balloon and vmem_plugged as the devices hold them now, the rest as of
+ * the last round (status is that round's verdict). */
 void dynmem_get_state(struct dynmem *d, struct dynmem_state *ret);
 
 /*
