@@ -129,10 +129,10 @@ def results(console_log):
 
 def run_suite_in_rig(args, inside, log_dir):
     """The suite in the rig. Cases that fail run once more, alone, in a fresh L1: the rig's L0
-    (QEMU 7.2's multi-threaded TCG emulating nested SVM) now and then breaks an L2 guest that
-    tidal runs correctly (KVM_RUN failing with EFAULT at one module address, a guest that
-    stops answering; docs/testing.md). A case passes only if it passes there; one that failed
-    first is reported as flaky, on stdout and last on stderr, with the first console kept."""
+    (QEMU's multi-threaded TCG emulating nested SVM) broke L2 guests that tidal runs correctly
+    when L1 had two vCPUs (docs/testing.md, "One L1 vCPU"); this stays as a safety net. A case
+    passes only if it passes there; one that failed first is reported as flaky, on stdout and
+    last on stderr, with the first console kept."""
     console_log = os.path.join(log_dir, "rig-console.log")
     rc = rig_attempts(args, inside + only_args(args.only), console_log)
     failed = results(console_log)
