@@ -22,4 +22,14 @@ struct virtio_mem_metrics {
         uint64_t discard_errors;      /* of which failed (the host keeps the pages) */
         uint64_t malformed_events;    /* broken rings or requests: the device then needs reset */
         uint64_t nudges;              /* config interrupts re-sent to a driver that stalled */
+        /*
+         * How long the driver took to do what was asked: the time plugged_size was above
+         * requested_size (an unplug in progress), and below it while the driver ran (a plug in
+         * progress). Of which request_ns is the host's own share, spent carrying out requests
+         * (mapping, unmapping, punching holes); the rest is the guest finding, offlining or
+         * onlining memory.
+         */
+        uint64_t unplug_behind_ns;
+        uint64_t plug_behind_ns;
+        uint64_t request_ns;
 };

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "tidal/clock.h"
 #include "tidal/log.h"
 #include "virtio-mem/virtio-mem-internal.h"
 
@@ -219,6 +220,7 @@ static int handle_chain(void *opaque, unsigned idx, const struct virtq_chain *ch
         uint8_t raw[VIRTIO_MEM_REQ_SIZE], out[VIRTIO_MEM_RESP_SIZE];
         struct virtio_mem_req req;
         struct virtio_mem_resp resp;
+        uint64_t start_ns;
         uint32_t written;
 
         if (chain->out_bytes < VIRTIO_MEM_REQ_SIZE) {
@@ -231,7 +233,10 @@ static int handle_chain(void *opaque, unsigned idx, const struct virtq_chain *ch
         }
         virtq_chain_read(chain, 0, raw, sizeof(raw));
         virtio_mem_decode_req(raw, &req);
+        start_ns = monotonic_ns();
         resp = virtio_mem_handle_request(m, &req);
+        m->metrics.request_ns += monotonic_ns() - start_ns;
+        virtio_mem_track_behind(m);
         if (!response_still_mapped(m, chain)) {
                 *why = "response buffer in memory the request unplugged";
                 return -EBADMSG;

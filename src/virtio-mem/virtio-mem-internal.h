@@ -61,6 +61,8 @@ struct virtio_mem {
         uint64_t block_size;
         uint64_t requested_size; /* VMM-owned, a multiple of block_size */
         struct virtio_mem_metrics metrics;
+        int behind;               /* -1 unplug pending, +1 plug pending, 0 caught up */
+        uint64_t behind_since_ns; /* when behind last changed to non-zero */
         bool features_refused_logged;
         bool busy_logged;
         bool discard_error_logged;
@@ -76,6 +78,10 @@ static inline uint64_t virtio_mem_usable_size(const struct virtio_mem *m)
 {
         return m->region->size;
 }
+
+/* virtio-mem.c: restarts the behind clocks when requested, plugged or the driver changed. Locked.
+ */
+void virtio_mem_track_behind(struct virtio_mem *m);
 
 /* requests.c */
 void virtio_mem_decode_req(const uint8_t raw[VIRTIO_MEM_REQ_SIZE], struct virtio_mem_req *req);

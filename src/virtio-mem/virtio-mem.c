@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "tidal/clock.h"
 #include "tidal/log.h"
 #include "virtio-mem/virtio-mem-internal.h"
 
@@ -79,12 +80,46 @@ static int vmem_activate(struct virtio_dev *dev, uint64_t features)
         return 0;
 }
 
+/* Which way the running driver still has to go: -1 unplug, +1 plug, 0 neither. */
+static int behind_direction(const struct virtio_mem *m)
+{
+        uint64_t plugged = virtio_mem_plugged_size(m);
+
+        if (!virtio_dev_running(&m->dev) || plugged == m->requested_size)
+                return 0;
+        return plugged > m->requested_size ? -1 : 1;
+}
+
+static uint64_t *behind_counter(struct virtio_mem_metrics *metrics, int behind)
+{
+        return behind < 0 ? &metrics->unplug_behind_ns : &metrics->plug_behind_ns;
+}
+
+static void set_behind(struct virtio_mem *m, int behind)
+{
+        uint64_t now;
+
+        if (behind == m->behind)
+                return;
+        now = monotonic_ns();
+        if (m->behind)
+                *behind_counter(&m->metrics, m->behind) += now - m->behind_since_ns;
+        m->behind = behind;
+        m->behind_since_ns = now;
+}
+
+void virtio_mem_track_behind(struct virtio_mem *m)
+{
+        set_behind(m, behind_direction(m));
+}
+
 /*
  * Nothing to drop: blocks keep their state across a device reset (5.15.5.1), and a new driver
  * finds plugged_size > 0 and unplugs everything first. requested_size is the VMM's.
  */
 static void vmem_reset(struct virtio_dev *dev)
 {
+        set_behind(to_vmem(dev), 0); /* no driver, nobody is behind */
 }
 
 static const struct virtio_dev_ops vmem_ops = {
@@ -145,6 +180,7 @@ int virtio_mem_set_requested(struct virtio_mem *m, uint64_t bytes)
         virtio_dev_lock(&m->dev);
         if (m->requested_size != bytes) {
                 m->requested_size = bytes;
+                virtio_mem_track_behind(m);
                 /* Before DRIVER_OK the driver reads requested_size when it starts anyway. */
                 if (virtio_dev_running(&m->dev))
                         virtio_dev_signal_config(&m->dev);
@@ -184,5 +220,7 @@ void virtio_mem_get_state(struct virtio_mem *m, struct virtio_mem_state *ret)
                 .plugged_size = virtio_mem_plugged_size(m),
                 .metrics = m->metrics,
         };
+        if (m->behind) /* the interval still running counts too */
+                *behind_counter(&ret->metrics, m->behind) += monotonic_ns() - m->behind_since_ns;
         virtio_dev_unlock(&m->dev);
 }

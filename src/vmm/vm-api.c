@@ -57,6 +57,29 @@ static void balloon_info(struct balloon *b, struct api_balloon_info *info)
                 info->stats[i] = st.stats.val[i];
 }
 
+static void vmem_counters(const struct virtio_mem_metrics *m, uint64_t block_size,
+                          struct api_vmem_counters *c)
+{
+        *c = (struct api_vmem_counters){
+                .plug_requests = m->plug_requests,
+                .unplug_requests = m->unplug_requests,
+                .unplug_all_requests = m->unplug_all_requests,
+                .state_requests = m->state_requests,
+                .nacks = m->nacks,
+                .errors = m->errors,
+                .busy = m->busy,
+                .plugged_bytes = m->plugged_blocks * block_size,
+                .unplugged_bytes = m->unplugged_blocks * block_size,
+                .discarded_bytes = m->discarded_bytes,
+                .discard_errors = m->discard_errors,
+                .malformed_requests = m->malformed_events,
+                .nudges = m->nudges,
+                .unplug_behind_us = m->unplug_behind_ns / 1000,
+                .plug_behind_us = m->plug_behind_ns / 1000,
+                .request_us = m->request_ns / 1000,
+        };
+}
+
 static void vmem_info(struct vm *vm, struct api_memory_info *m)
 {
         struct virtio_mem_state st;
@@ -71,6 +94,7 @@ static void vmem_info(struct vm *vm, struct api_memory_info *m)
         m->vmem_region = st.region_size;
         m->vmem_requested = st.requested_size;
         m->vmem_plugged = st.plugged_size;
+        vmem_counters(&st.metrics, st.block_size, &m->vmem_counters);
 }
 
 static void memory_info(struct vmm *vmm, struct api_memory_info *m)

@@ -230,6 +230,10 @@ static void info_encoding(void **state)
                         .has_vmem = true,
                         .vmem_driver = API_DRIVER_RUNNING,
                         .vmem_region = 15ULL << 30,
+                        .vmem_counters = {.unplug_requests = 6,
+                                          .unplugged_bytes = 768ULL << 20,
+                                          .unplug_behind_us = 571000,
+                                          .request_us = 15000},
                         .paging = {.active = true,
                                    .file_bytes = 8192,
                                    .pages_in = 3,
@@ -252,7 +256,13 @@ static void info_encoding(void **state)
                    "\"target_bytes\":1073741824,\"target_source\":\"controller\","
                    "\"demand_bytes\":734003200,\"status\":\"Low\","
                    "\"virtio_mem\":{\"driver\":\"running\",\"region_bytes\":16106127360,"
-                   "\"requested_bytes\":0,\"plugged_bytes\":0,\"stuck_bytes\":0},"
+                   "\"requested_bytes\":0,\"plugged_bytes\":0,\"stuck_bytes\":0,"
+                   "\"counters\":{\"plug_requests\":0,\"unplug_requests\":6,"
+                   "\"unplug_all_requests\":0,\"state_requests\":0,\"nacks\":0,\"errors\":0,"
+                   "\"busy\":0,\"plugged_bytes\":0,\"unplugged_bytes\":805306368,"
+                   "\"discarded_bytes\":0,\"discard_errors\":0,\"malformed_requests\":0,"
+                   "\"nudges\":0,\"unplug_behind_us\":571000,\"plug_behind_us\":0,"
+                   "\"request_us\":15000}},"
                    "\"smart_paging\":{\"active\":true,\"file_bytes\":8192,\"pages_in\":3,"
                    "\"pages_out\":5,\"active_ms\":1234}},"
                    "\"memctl\":{\"mode\":\"standalone\",\"socket\":null,\"connected\":false,"

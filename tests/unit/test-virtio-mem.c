@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -763,6 +764,59 @@ static void test_reset_keeps_blocks(void **state)
         assert_int_equal(state_of(c).plugged_size, 0);
 }
 
+/* ---- Metrics ------------------------------------------------------------------------------ */
+
+#define MS 1000000ull
+
+static void pause_ms(unsigned ms)
+{
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(ms * MS)};
+
+        while (nanosleep(&ts, &ts) < 0)
+                ;
+}
+
+/* The behind clocks run exactly while a running driver has plugging or unplugging to do. */
+static void test_behind_clocks(void **state)
+{
+        struct ctx *c = *state;
+        struct virtio_mem_state s = state_of(c);
+        uint64_t plug_ns, unplug_ns;
+
+        assert_int_equal(s.metrics.plug_behind_ns + s.metrics.unplug_behind_ns, 0);
+        set_requested(c, 4 * MiB);
+        pause_ms(2);
+        assert_true(state_of(c).metrics.plug_behind_ns >= 2 * MS); /* counted while running */
+        assert_int_equal(plug(c, 0, 2), VIRTIO_MEM_RESP_ACK);
+        plug_ns = state_of(c).metrics.plug_behind_ns;
+        pause_ms(2);
+        assert_int_equal(state_of(c).metrics.plug_behind_ns, plug_ns); /* caught up: stopped */
+
+        set_requested(c, 0);
+        pause_ms(2);
+        assert_int_equal(unplug(c, 1, 1), VIRTIO_MEM_RESP_ACK); /* 2 MiB still to go */
+        pause_ms(2);
+        assert_int_equal(unplug(c, 0, 1), VIRTIO_MEM_RESP_ACK);
+        s = state_of(c);
+        unplug_ns = s.metrics.unplug_behind_ns;
+        assert_true(unplug_ns >= 4 * MS);
+        assert_int_equal(s.metrics.plug_behind_ns, plug_ns);
+        /* Every request was served while behind: the host's share is part of those clocks. */
+        assert_true(s.metrics.request_ns > 0);
+        assert_true(s.metrics.request_ns <= plug_ns + unplug_ns);
+
+        /* No driver, no clock: a reset stops it, and so does asking while none runs. */
+        set_requested(c, 4 * MiB);
+        reset(c);
+        s = state_of(c);
+        pause_ms(2);
+        assert_int_equal(state_of(c).metrics.plug_behind_ns, s.metrics.plug_behind_ns);
+        set_requested(c, 6 * MiB);
+        pause_ms(2);
+        assert_int_equal(state_of(c).metrics.plug_behind_ns, s.metrics.plug_behind_ns);
+        assert_int_equal(state_of(c).metrics.unplug_behind_ns, unplug_ns);
+}
+
 static void test_get_state(void **state)
 {
         struct ctx *c = *state;
@@ -849,6 +903,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_ring_in_unplugged_block, setup_started,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_reset_keeps_blocks, setup_started, teardown),
+                cmocka_unit_test_setup_teardown(test_behind_clocks, setup_started, teardown),
                 cmocka_unit_test_setup_teardown(test_get_state, setup, teardown),
                 cmocka_unit_test(test_vm_wiring),
         };

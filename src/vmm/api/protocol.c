@@ -424,6 +424,33 @@ static struct json_object *balloon_to_json(const struct api_balloon_info *b, boo
         return o;
 }
 
+static struct json_object *vmem_counters_to_json(const struct api_vmem_counters *c, bool *failed)
+{
+        struct json_object *o = json_object_new_object();
+
+        if (!o) {
+                *failed = true;
+                return NULL;
+        }
+        add_u64(o, "plug_requests", c->plug_requests, failed);
+        add_u64(o, "unplug_requests", c->unplug_requests, failed);
+        add_u64(o, "unplug_all_requests", c->unplug_all_requests, failed);
+        add_u64(o, "state_requests", c->state_requests, failed);
+        add_u64(o, "nacks", c->nacks, failed);
+        add_u64(o, "errors", c->errors, failed);
+        add_u64(o, "busy", c->busy, failed);
+        add_u64(o, "plugged_bytes", c->plugged_bytes, failed);
+        add_u64(o, "unplugged_bytes", c->unplugged_bytes, failed);
+        add_u64(o, "discarded_bytes", c->discarded_bytes, failed);
+        add_u64(o, "discard_errors", c->discard_errors, failed);
+        add_u64(o, "malformed_requests", c->malformed_requests, failed);
+        add_u64(o, "nudges", c->nudges, failed);
+        add_u64(o, "unplug_behind_us", c->unplug_behind_us, failed);
+        add_u64(o, "plug_behind_us", c->plug_behind_us, failed);
+        add_u64(o, "request_us", c->request_us, failed);
+        return o;
+}
+
 static struct json_object *vmem_to_json(const struct api_memory_info *m, bool *failed)
 {
         struct json_object *o = json_object_new_object();
@@ -437,6 +464,7 @@ static struct json_object *vmem_to_json(const struct api_memory_info *m, bool *f
         add_u64(o, "requested_bytes", m->vmem_requested, failed);
         add_u64(o, "plugged_bytes", m->vmem_plugged, failed);
         add_u64(o, "stuck_bytes", m->stuck, failed);
+        add(o, "counters", vmem_counters_to_json(&m->vmem_counters, failed), failed);
         return o;
 }
 

@@ -40,6 +40,15 @@ struct api_balloon_counters {
         uint64_t deferred_bytes, evicted_blocks;
 };
 
+/* What virtio-mem did since the VM started (struct virtio_mem_metrics, by name). */
+struct api_vmem_counters {
+        uint64_t plug_requests, unplug_requests, unplug_all_requests, state_requests;
+        uint64_t nacks, errors, busy;
+        uint64_t plugged_bytes, unplugged_bytes, discarded_bytes, discard_errors;
+        uint64_t malformed_requests, nudges;
+        uint64_t unplug_behind_us, plug_behind_us, request_us;
+};
+
 /* Virtio-balloon statistics are indexed by their virtio tag (VIRTIO_BALLOON_S_*). */
 #define API_BALLOON_STATS_MAX 16
 
@@ -72,6 +81,7 @@ struct api_memory_info {
         bool has_vmem;  /* a virtio-mem device exists */
         enum api_driver_state vmem_driver;
         uint64_t vmem_region, vmem_requested, vmem_plugged;
+        struct api_vmem_counters vmem_counters;
         struct memctl_paging paging; /* smart paging in this boot; all zero if none */
 };
 
