@@ -15,14 +15,15 @@ test guest, 1 vCPU.
   maximum), the way a workload grows, since memory arrives once a second. Demand with 880 MiB held is about
   970 MiB, so the controller wants maximum (1 GiB); after `free all` it wants minimum (256 MiB).
   shrink: timed from `free all` until info.memory.assigned_bytes reaches 256 MiB. That is
-  the controller end to end, which by design shrinks by halves of the gap once a second
-  (1024 -> 640 -> 448 -> 352 -> 288 -> 256), so it is also reported from the controller's
-  first lowering of virtio-mem's requested size to done, and as virtio-mem unplug throughput:
-  bytes unplugged over the time virtio-mem was behind its requested size (plugged >
-  requested), summed over the controller's rounds (each round is over-counted by up to one
-  poll interval, 50 ms). grow: timed from the first `alloc` of the same steps until assigned
-  is back at 1 GiB, which includes the guest touching 900 MiB and waiting for the controller;
-  plug throughput likewise from the time virtio-mem was behind (plugged < requested).
+  the controller end to end: it waits for a low statistics report to be confirmed by the next
+  one (asked for 250 ms later), then lowers virtio-mem's requested size by the whole gap (up to
+  its largest step). So it is also reported from the controller's first lowering of the
+  requested size to done, and as the mechanism: how long virtio-mem was behind its request
+  (plugged > requested), by the device's own clock (`unplug_behind_us` in info), of which the
+  host's share (`request_us`: tidal carrying out the requests); the rest is the guest's driver
+  offlining memory. grow: timed from the first `alloc` of the same steps until assigned is
+  back at 1 GiB, which includes the guest touching the memory and waiting for the controller;
+  the plug mechanism likewise from `plug_behind_us`.
 - QEMU virtio-mem, grown in steps (vmem-steps; the comparison for the shrink target): the same
   device and command line as below but `requested-size=0` at boot, so that the guest has the
   same history as tidal's: it allocates in the same steps (grow_by_steps' rule) and after each
@@ -39,7 +40,10 @@ test guest, 1 vCPU.
   command line gets `memhp_default_state=online memory_hotplug.online_policy=auto-movable`, as
   tidal adds it. The guest touches the memory at once and frees it; shrink: QMP `qom-set`
   requested-size 0, timed until `qom-get` size reaches 0; grow: requested-size 768M, until size
-  is back at 768 MiB (the memory is plugged, not touched).
+  is back at 768 MiB (the memory is plugged, not touched). The mechanism, as tidal's device
+  clock: from QMP's answer to `qom-set` (QEMU has set the size by then) to QEMU's last
+  `virtio_mem_send_response`, from its log trace backend with wall-clock timestamps (`-trace`,
+  `-msg timestamp=on`).
 - QEMU virtio-balloon: `-m 1024`, virtio-balloon-pci (its defaults); touch 880 MiB and free;
   shrink: QMP `balloon` 256 MiB, timed until `query-balloon` actual reaches it; grow: `balloon`
   1024 MiB, until actual is back (memory handed back, not touched).
@@ -84,12 +88,17 @@ class TidalApi(balloon.TidalApi):
         info = self.execute({"cmd": "info"})["info"]
         m, b = info["memory"], info["balloon"] or {}
         vm = m.get("virtio_mem") or {}
+        vc = vm.get("counters") or {}
         return {"t": time.monotonic(), "assigned": m["assigned_bytes"],
                 "target": m.get("target_bytes"), "status": m.get("status"),
                 "requested": vm.get("requested_bytes", 0), "plugged": vm.get("plugged_bytes", 0),
                 "stuck": vm.get("stuck_bytes", 0), "balloon": b.get("actual_bytes", 0),
                 "stats_count": b.get("stats_count", 0),
-                "reported": (b.get("counters") or {}).get("reported_bytes", 0)}
+                "reported": (b.get("counters") or {}).get("reported_bytes", 0),
+                "unplug_behind_us": vc.get("unplug_behind_us", 0),
+                "plug_behind_us": vc.get("plug_behind_us", 0),
+                "request_us": vc.get("request_us", 0),
+                "unplug_requests": vc.get("unplug_requests", 0)}
 
 
 class Sampler:
@@ -175,12 +184,6 @@ def rss_split_kib(pid):
     return total, guest
 
 
-def busy_time(samples, behind):
-    """Seconds during which the device was behind its request (behind(sample) true), from a
-    timeline: each interval between two samples counts when the first one is behind."""
-    return sum(b["t"] - a["t"] for a, b in zip(samples, samples[1:]) if behind(a))
-
-
 def ftrace_delta(counter, before, after, tids):
     """Discard syscalls and KVM exits of the VMM's threads between two snapshots."""
     calls, exits = collections.Counter(), collections.Counter()
@@ -260,7 +263,10 @@ def session_tidal(args, kernel, initrd, log, counter):
             r["shrink_first_s"] = first["t"] - t0
             r["shrink_mech_span_s"] = t1 - first["t"]
             r["unplugged"] = w[0]["plugged"] - done["plugged"]
-            r["unplug_busy_s"] = busy_time(w, lambda s: s["plugged"] > s["requested"])
+            # The device's own clocks (src/virtio-mem/metrics.h): exact, not polled.
+            r["unplug_dev_s"] = (done["unplug_behind_us"] - w[0]["unplug_behind_us"]) / 1e6
+            r["unplug_host_s"] = (done["request_us"] - w[0]["request_us"]) / 1e6
+            r["unplug_requests"] = done["unplug_requests"] - w[0]["unplug_requests"]
             r["rounds"] = len({s["requested"] for s in w})
             r["balloon_max"] = max(s["balloon"] for s in w)
             # Free page reporting in the same window: the pages a report holds cannot be taken
@@ -282,7 +288,7 @@ def session_tidal(args, kernel, initrd, log, counter):
             r["grow_s"] = done["t"] - t2
             w = smp.window(t2, done["t"])
             r["plugged"] = done["plugged"] - w[0]["plugged"]
-            r["plug_busy_s"] = busy_time(w, lambda s: s["plugged"] < s["requested"])
+            r["plug_busy_s"] = (done["plug_behind_us"] - w[0]["plug_behind_us"]) / 1e6
             r["poll_ms"] = 0
         finally:
             smp.close()
@@ -382,6 +388,10 @@ def session_qemu(vmm, args, kernel, initrd, log, counter):
         argv += ["-object", "memory-backend-ram,id=vmem0,size=%dM" % (region // MIB),
                  "-device", "virtio-mem-pci,id=vm0,memdev=vmem0,block-size=2M,"
                  "requested-size=%dM" % (at_boot // MIB)]
+        # QEMU's log trace backend, with wall-clock timestamps: when each unplug request came
+        # and each answer went, to time the driver as tidal's device clock does.
+        argv += ["-msg", "timestamp=on", "-trace", "virtio_mem_unplug_request",
+                 "-trace", "virtio_mem_send_response"]
         path = "/machine/peripheral/vm0"
 
         def set_size(q, n):
@@ -427,10 +437,14 @@ def session_qemu(vmm, args, kernel, initrd, log, counter):
         snap0 = counter.snapshot() if counter else None
         t0 = time.monotonic()
         set_size(q, 0)
+        asked = time.time()  # once QEMU has answered: it set the size before it did
         try:
             _, v, polls = poll_until("shrink to %d MiB" % args.low, lambda: guest_size(q),
                                      lambda v: v <= low, args.timeout)
             r["shrink_s"] = time.monotonic() - t0
+            if vmm in VMEM:
+                r["unplug_dev_s"], r["unplug_requests"] = qemu_unplug_trace(g, asked,
+                                                                            time.time())
         except AssertionError as e:  # e.g. virtio-mem blocks Linux cannot unplug
             print("%s: %s" % (LABEL[vmm], e), flush=True)
             v, polls = guest_size(q), []
@@ -482,6 +496,24 @@ def session_qemu(vmm, args, kernel, initrd, log, counter):
     return r
 
 
+TRACE = re.compile(r"^\d+@(\d+\.\d+):(virtio_mem_unplug_request|virtio_mem_send_response)\b",
+                   re.M)
+
+
+def qemu_unplug_trace(g, start, end):
+    """From QEMU's trace on stderr: (seconds from start to the last answer before end, unplug
+    requests in between)."""
+    last, requests = start, 0
+    for m in TRACE.finditer(g.stderr()):
+        t = float(m.group(1))
+        if start <= t <= end:
+            if m.group(2) == "virtio_mem_unplug_request":
+                requests += 1
+            else:
+                last = t
+    return last - start, requests
+
+
 def gibps(nbytes, s):
     return nbytes / float(GIB) / s if s and s == s and s > 0 else float("nan")
 
@@ -496,18 +528,24 @@ def emit_run(i, vmm, r):
              r["memtotal_high_kib"] / 1024.0, r["memtotal_low_kib"] / 1024.0))
     if vmm == "tidal":
         emit("%s shrink: first unplug request %.2f s after free, then %.2f s to done; "
-             "virtio-mem behind its request %.2f s for %d MiB unplugged (%.2f GiB/s); targets "
-             "%s MiB; balloon used up to %d MiB, stuck up to %d MiB; free page reporting "
-             "meanwhile %d MiB" % (
-                 label, r["shrink_first_s"], r["shrink_mech_span_s"], r["unplug_busy_s"],
-                 r["unplugged"] // MIB, gibps(r["unplugged"], r["unplug_busy_s"]), r["path"],
+             "virtio-mem behind its request %.3f s (device clock) for %d MiB unplugged in %d "
+             "requests (%.2f GiB/s), of which the host %.3f s; targets %s MiB; balloon used up "
+             "to %d MiB, stuck up to %d MiB; free page reporting meanwhile %d MiB" % (
+                 label, r["shrink_first_s"], r["shrink_mech_span_s"], r["unplug_dev_s"],
+                 r["unplugged"] // MIB, r["unplug_requests"],
+                 gibps(r["unplugged"], r["unplug_dev_s"]), r["unplug_host_s"], r["path"],
                  r["balloon_max"] // MIB, r["stuck_max"] // MIB,
                  r.get("reported_in_shrink", 0) // MIB))
         emit("%s grow (guest allocating in steps): %.2f s; virtio-mem behind its request "
-             "%.2f s for %d MiB plugged (%.2f GiB/s)" % (
+             "%.2f s (device clock) for %d MiB plugged (%.2f GiB/s)" % (
                  label, r["grow_s"], r["plug_busy_s"], r["plugged"] // MIB,
                  gibps(r["plugged"], r["plug_busy_s"])))
-    elif vmm == "vmem-steps":
+    if vmm in VMEM and "unplug_dev_s" in r:
+        emit("%s shrink: virtio-mem behind its request %.3f s (QEMU's trace) for %d MiB "
+             "unplugged in %d requests (%.2f GiB/s)" % (
+                 label, r["unplug_dev_s"], r["unplugged"] // MIB, r["unplug_requests"],
+                 gibps(r["unplugged"], r["unplug_dev_s"])))
+    if vmm == "vmem-steps":
         emit("%s grown from boot in %d alloc steps to %d MiB held, requested-size %s MiB%s" % (
             label, r["steps"], r["held"], r["step_path"],
             ", then the rest of the region" if r["topped_up"] else ""))
@@ -517,7 +555,7 @@ def emit_run(i, vmm, r):
              "%.2f s for %d MiB plugged (%.2f GiB/s); poll %.0f ms" % (
                  label, r["grow_s"], r["plug_busy_s"], r["plugged"] // MIB,
                  gibps(r["plugged"], r["plug_busy_s"]), r["poll_ms"]))
-    else:
+    elif vmm != "tidal":
         emit("%s grow %d MiB: %.2f s (%.2f GiB/s); poll %.0f ms" % (
             label, r["plugged"] // MIB, r["grow_s"], gibps(r["plugged"], r["grow_s"]),
             r["poll_ms"]))
@@ -539,7 +577,9 @@ def run(args, kernel, initrd):
     timed = {v: [] for v in args.vmms}
     try:
         for i in range(args.runs):
-            for vmm in args.vmms:  # interleaved, so drift in the rig hits all alike
+            # Interleaved, so drift in the rig hits all alike, and in turns reversed: the first
+            # session in a fresh L1 is the slow one, whichever VMM it is.
+            for vmm in (args.vmms if i % 2 == 0 else args.vmms[::-1]):
                 if vmm == "tidal":
                     r = session_tidal(args, kernel, initrd, log, counter)
                 else:
@@ -560,14 +600,16 @@ def run(args, kernel, initrd):
          lambda v: med(v, lambda r: r["shrink_s"]), "%.2f"),
         ("of which from the first unplug request (s)",
          lambda v: med(v, lambda r: r["shrink_mech_span_s"]) if v == "tidal" else nan, "%.2f"),
-        ("virtio-mem busy unplugging (s)",
-         lambda v: med(v, lambda r: r["unplug_busy_s"]) if v == "tidal" else
-         (med(v, lambda r: r["shrink_s"]) if v in VMEM else nan), "%.2f"),
+        ("virtio-mem behind its request, unplugging (s; tidal: device clock, QEMU: its trace)",
+         lambda v: med(v, lambda r: r.get("unplug_dev_s", nan)), "%.3f"),
+        ("of which the host carrying out requests (s)",
+         lambda v: med(v, lambda r: r["unplug_host_s"]) if v == "tidal" else nan, "%.3f"),
+        ("unplug requests", lambda v: med(v, lambda r: r.get("unplug_requests", nan)), "%.0f"),
         ("reclaim rate, end to end (GiB/s)",
          lambda v: med(v, lambda r: gibps(r["unplugged"], r["shrink_s"])), "%.2f"),
         ("reclaim rate, mechanism (GiB/s)",
-         lambda v: med(v, lambda r: gibps(r["unplugged"], r["unplug_busy_s"]))
-         if v == "tidal" else med(v, lambda r: gibps(r["unplugged"], r["shrink_s"])), "%.2f"),
+         lambda v: med(v, lambda r: gibps(r["unplugged"], r.get("unplug_dev_s", r["shrink_s"]))),
+         "%.2f"),
         ("guest size after shrink (MiB)",
          lambda v: med(v, lambda r: r["assigned_after"] / MIB), "%.0f"),
         ("VMM RSS before / after shrink (MiB)",
@@ -605,15 +647,20 @@ def run(args, kernel, initrd):
         emit("| %s | %s |" % (name, " | ".join(fmt(f, fn(v)) for v in cols)))
     if "tidal" in cols:
         t_e2e = med("tidal", lambda r: r["shrink_s"])
-        t_mech = med("tidal", lambda r: r["unplug_busy_s"])
+        t_mech = med("tidal", lambda r: r["unplug_dev_s"])
         note = {"vmem-steps": " [same growth history: the comparison for the target]",
                 "vmem": " [QEMU's guest had all memory plugged at boot]"}
         for v in cols:
             if v == "tidal":
                 continue
             q = med(v, lambda r: r["shrink_s"])
+            q_mech = med(v, lambda r: r.get("unplug_dev_s", r["shrink_s"]))
             emit("shrink speed, tidal vs %s: end to end %.2fx, mechanism %.2fx (>1: tidal "
-                 "faster)%s" % (LABEL[v], q / t_e2e, q / t_mech, note.get(v, "")))
+                 "faster)%s" % (LABEL[v], q / t_e2e, q_mech / t_mech, note.get(v, "")))
+            if v in VMEM:
+                pairs = ["%.2f" % (a.get("unplug_dev_s", nan) / b["unplug_dev_s"])
+                         for a, b in zip(timed[v], timed["tidal"])]
+                emit("  mechanism run by run: %s" % " ".join(pairs))
 
 
 def main():
