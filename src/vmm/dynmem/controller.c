@@ -12,21 +12,39 @@ static uint64_t deadband(uint64_t target)
         return MAX(CONTROLLER_DEADBAND_MIN, target / 32);
 }
 
+/* The target demand asks for, whole blocks within the settings. */
+static uint64_t want_of(uint64_t demand, const struct mem_settings *s)
+{
+        /* Clamped first: the buffered demand saturates, and aligning that up would wrap. */
+        return ALIGN_UP(clamp_settings(mem_with_buffer(demand, s->buffer), s), MEM_BLOCK_SIZE);
+}
+
+/*
+ * The demand growth may act on. While a block is being unplugged, its free pages, isolated,
+ * look used: growing on them would ask the guest's driver to keep part of the block, and it
+ * would then unplug the rest 2 MiB at a time (dozens of requests instead of one) and leave a
+ * partly plugged block behind. Starving is never discounted.
+ */
+static uint64_t growth_demand(const struct controller_input *in)
+{
+        if (in->pressure)
+                return in->demand;
+        return in->demand - MIN(in->demand, in->unplugging);
+}
+
 uint64_t controller_next_target(const struct controller_input *in)
 {
         const struct mem_settings *s = in->settings;
         uint64_t cur = clamp_settings(ALIGN_DOWN(in->target, MEM_BLOCK_SIZE), s);
-        /* Clamped first: the buffered demand saturates, and aligning that up would wrap. */
-        uint64_t want =
-                ALIGN_UP(clamp_settings(mem_with_buffer(in->demand, s->buffer), s), MEM_BLOCK_SIZE);
+        uint64_t want = want_of(in->demand, s), grow_to = want_of(growth_demand(in), s);
         uint64_t step;
 
         /*
          * Growth has no dead band: anything below want leaves the guest Low, and a load
          * wandering up and down settles at its top, since shrinking has one.
          */
-        if (want > cur)
-                return cur + MIN(want - cur, CONTROLLER_GROW_MAX);
+        if (grow_to > cur)
+                return cur + MIN(grow_to - cur, CONTROLLER_GROW_MAX);
         /*
          * Never squeeze a guest on stale figures (it may be too busy to report), nor on one low
          * reading, which may be a blip; once the next report confirms it, the whole gap goes
@@ -42,8 +60,7 @@ bool controller_wants_less(const struct controller_input *in)
 {
         const struct mem_settings *s = in->settings;
         uint64_t cur = clamp_settings(ALIGN_DOWN(in->target, MEM_BLOCK_SIZE), s);
-        uint64_t want =
-                ALIGN_UP(clamp_settings(mem_with_buffer(in->demand, s->buffer), s), MEM_BLOCK_SIZE);
+        uint64_t want = want_of(in->demand, s);
 
         return in->fresh && want < cur && cur - want >= deadband(cur);
 }

@@ -22,13 +22,22 @@ struct controller_input {
         uint64_t demand; /* bytes, from demand_estimate() */
         bool fresh;      /* demand comes from a recent report; stale data never shrinks */
         bool settled;    /* the previous report wanted less too: the low demand is no blip */
+        bool pressure;   /* the guest showed signs of starving (demand_estimate()) */
+        /*
+         * Memory on its way out right now: virtio-mem's plugged size above its requested size.
+         * The guest's driver isolates the free pages of the block it is offlining, and Linux
+         * counts isolated pages neither free nor available: a report taken meanwhile shows up
+         * to this much more in use than there is.
+         */
+        uint64_t unplugging;
 };
 
 /*
  * The next target: clamp(demand * (1 + buffer), minimum, maximum). It grows at once (up to
- * CONTROLLER_GROW_MAX); it shrinks only on fresh statistics, outside the dead band, and once
- * a second report confirms the low demand (`settled`), then by the whole gap (at most
- * CONTROLLER_SHRINK_MAX). Always within [minimum, maximum] and a multiple of MEM_BLOCK_SIZE.
+ * CONTROLLER_GROW_MAX), but while memory is being unplugged only on demand that the memory in
+ * flight cannot explain, or under pressure; it shrinks only on fresh statistics, outside the dead
+ * band, and once a second report confirms the low demand (`settled`), then by the whole gap (at
+ * most CONTROLLER_SHRINK_MAX). Always within [minimum, maximum] and a multiple of MEM_BLOCK_SIZE.
  */
 uint64_t controller_next_target(const struct controller_input *in);
 

@@ -33,6 +33,7 @@ struct dynmem {
         uint64_t last_assigned;         /* assigned one round ago */
         bool low_before;                /* the last report wanted the guest smaller */
         uint64_t last_plugged;          /* virtio-mem's plugged size one round ago */
+        uint64_t last_unplugging;       /* what it had above its request one round ago */
         unsigned unplug_idle_rounds;    /* rounds it stayed above requested without progress */
         unsigned stall_rounds;          /* rounds virtio-mem moved no block towards requested */
         bool stall_logged;              /* the current stall has been logged */
@@ -151,7 +152,7 @@ static void apply(struct dynmem *d, const struct mem_split *split)
  * The controller's next target, or the one last set from outside. A low reading counts once
  * per report (rounds without a new one, on the timer, do not confirm it).
  */
-static uint64_t next_target(struct dynmem *d, bool fresh, bool new_report)
+static uint64_t next_target(struct dynmem *d, bool fresh, bool new_report, uint64_t unplugging)
 {
         const struct mem_settings *s = d->settings;
         struct controller_input in = {
@@ -160,6 +161,8 @@ static uint64_t next_target(struct dynmem *d, bool fresh, bool new_report)
                 .demand = d->state.demand,
                 .fresh = fresh,
                 .settled = d->low_before && new_report,
+                .pressure = d->state.pressure != 0,
+                .unplugging = unplugging,
         };
         uint64_t next;
 
@@ -210,14 +213,20 @@ static void run_round(struct dynmem *d, bool paced)
         struct balloon_state b;
         struct mem_split split;
         bool new_report;
-        uint64_t next;
+        uint64_t next, unplugging;
 
         read_assigned(d, &d->state, &b, &vm);
         new_report = update_demand(d, &b, d->state.assigned == d->last_assigned);
         d->last_assigned = d->state.assigned;
         d->state.fresh = stats_fresh(&b);
 
-        next = next_target(d, d->state.fresh, new_report);
+        /*
+         * The report was taken since the last round, while as much as then may have been on its
+         * way out: plugged only falls during an unplug.
+         */
+        unplugging = vm.plugged_size > vm.requested_size ? vm.plugged_size - vm.requested_size : 0;
+        next = next_target(d, d->state.fresh, new_report, MAX(unplugging, d->last_unplugging));
+        d->last_unplugging = unplugging;
         d->state.target = next;
         d->state.status = mem_status_of(d->state.assigned, d->state.demand, s->buffer);
         if (d->vmem && paced) {
