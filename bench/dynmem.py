@@ -91,6 +91,7 @@ class TidalApi(balloon.TidalApi):
         vc = vm.get("counters") or {}
         return {"t": time.monotonic(), "assigned": m["assigned_bytes"],
                 "target": m.get("target_bytes"), "status": m.get("status"),
+                "demand": m.get("demand_bytes") or 0,
                 "requested": vm.get("requested_bytes", 0), "plugged": vm.get("plugged_bytes", 0),
                 "stuck": vm.get("stuck_bytes", 0), "balloon": b.get("actual_bytes", 0),
                 "stats_count": b.get("stats_count", 0),
@@ -273,6 +274,8 @@ def session_tidal(args, kernel, initrd, log, counter):
             # by the guest's virtio-mem driver until the host answers.
             r["reported_in_shrink"] = done["reported"] - w[0]["reported"]
             r["stuck_max"] = max(s["stuck"] for s in w)
+            after = [s["demand"] for s in w if s["t"] >= first["t"]] or [0]
+            r["demand_range"] = (min(after) // MIB, max(after) // MIB)
             r["path"] = " ".join("%d" % (s["target"] // MIB) for i, s in enumerate(w)
                                  if i == 0 or s["target"] != w[i - 1]["target"])
             if counter:
@@ -529,11 +532,13 @@ def emit_run(i, vmm, r):
     if vmm == "tidal":
         emit("%s shrink: first unplug request %.2f s after free, then %.2f s to done; "
              "virtio-mem behind its request %.3f s (device clock) for %d MiB unplugged in %d "
-             "requests (%.2f GiB/s), of which the host %.3f s; targets %s MiB; balloon used up "
-             "to %d MiB, stuck up to %d MiB; free page reporting meanwhile %d MiB" % (
+             "requests (%.2f GiB/s), of which the host %.3f s; targets %s MiB (demand meanwhile "
+             "%d-%d MiB); balloon used up to %d MiB, stuck up to %d MiB; free page reporting "
+             "meanwhile %d MiB" % (
                  label, r["shrink_first_s"], r["shrink_mech_span_s"], r["unplug_dev_s"],
                  r["unplugged"] // MIB, r["unplug_requests"],
                  gibps(r["unplugged"], r["unplug_dev_s"]), r["unplug_host_s"], r["path"],
+                 r["demand_range"][0], r["demand_range"][1],
                  r["balloon_max"] // MIB, r["stuck_max"] // MIB,
                  r.get("reported_in_shrink", 0) // MIB))
         emit("%s grow (guest allocating in steps): %.2f s; virtio-mem behind its request "

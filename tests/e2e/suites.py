@@ -547,6 +547,13 @@ def dynmem_grow_shrink(ctx):
             time.sleep(5)
             check(watch.low >= 256 * mib, "assigned fell to %d MiB, below minimum" %
                   (watch.low >> 20))
+            # The device's counters tell what moved and how long the guest's driver took.
+            c = memory_info(ctx, sock)["virtio_mem"]["counters"]
+            check(c["plugged_bytes"] >= plugged and c["unplugged_bytes"] > 0 and
+                  c["unplug_behind_us"] > 0 and c["plug_behind_us"] > 0 and
+                  c["request_us"] <= c["unplug_behind_us"] + c["plug_behind_us"] and
+                  c["errors"] == 0 and c["malformed_requests"] == 0,
+                  "virtio-mem counters: %r" % c)
 
             # Runtime rules.
             err = tidalctl_fails(ctx, sock, "memory", "minimum=512M")
