@@ -98,6 +98,18 @@ static uint64_t vmem_stuck(struct dynmem *d, const struct virtio_mem_state *vm)
 }
 
 /*
+ * What virtio-mem is taking out of the guest right now: plugged above requested, while the
+ * driver still makes progress. Blocks it has stopped unplugging are no isolated free pages
+ * (and the balloon covers them): they must not hold growth back.
+ */
+static uint64_t vm_unplugging(const struct dynmem *d, const struct virtio_mem_state *vm)
+{
+        if (vm->plugged_size <= vm->requested_size || d->unplug_idle_rounds > 0)
+                return 0;
+        return vm->plugged_size - vm->requested_size;
+}
+
+/*
  * Linux's virtio-mem driver backs off for 50 s or more when a plug or unplug fails in the guest
  * (no memory for a new block's memmap, pages that cannot move); re-raising the config interrupt
  * makes it retry at once. A stall is no progress towards requested_size for
@@ -224,7 +236,7 @@ static void run_round(struct dynmem *d, bool paced)
          * The report was taken since the last round, while as much as then may have been on its
          * way out: plugged only falls during an unplug.
          */
-        unplugging = vm.plugged_size > vm.requested_size ? vm.plugged_size - vm.requested_size : 0;
+        unplugging = vm_unplugging(d, &vm);
         next = next_target(d, d->state.fresh, new_report, MAX(unplugging, d->last_unplugging));
         d->last_unplugging = unplugging;
         d->state.target = next;
