@@ -57,6 +57,7 @@
 #define MEMCTL_KEY_STATUS   "status"
 #define MEMCTL_KEY_BALLOON  "balloon_bytes"
 #define MEMCTL_KEY_VMEM     "vmem_plugged_bytes"
+#define MEMCTL_KEY_UNPLUG   "unplugging_bytes"
 #define MEMCTL_KEY_TARGET   "target_bytes"
 #define MEMCTL_KEY_NEEDED   "needed_bytes"
 #define MEMCTL_KEY_FOUND    "found_bytes"
@@ -122,6 +123,12 @@ struct memctl_msg {
                         enum mem_status status;
                         uint64_t balloon;      /* bytes in the balloon */
                         uint64_t vmem_plugged; /* bytes plugged with virtio-mem */
+                        /*
+                         * Bytes virtio-mem is taking out right now, which the demand may
+                         * count as used (isolated free pages): no reason to grow. Optional
+                         * on the wire, 0 when absent.
+                         */
+                        uint64_t unplugging;
                         struct memctl_paging paging;
                 } report;
                 struct {

@@ -259,6 +259,10 @@ static int parse_report(struct json_object *o, struct memctl_msg *m, char *err, 
                     0 ||
             (r = parse_paging(o, &m->report.paging, err, errlen)) < 0)
                 return r;
+        /* Added later: a VM that does not send it has nothing in flight to discount. */
+        if (json_object_object_get_ex(o, MEMCTL_KEY_UNPLUG, NULL))
+                return get_u64(o, MEMCTL_KEY_UNPLUG, AMOUNT_MAX, &m->report.unplugging, err,
+                               errlen);
         return 0;
 }
 
@@ -479,6 +483,7 @@ static int format_report(struct json_object *o, const struct memctl_msg *m)
             (r = add_string(o, MEMCTL_KEY_STATUS, mem_status_name(m->report.status), 16)) < 0 ||
             (r = add_u64(o, MEMCTL_KEY_BALLOON, m->report.balloon)) < 0 ||
             (r = add_u64(o, MEMCTL_KEY_VMEM, m->report.vmem_plugged)) < 0 ||
+            (r = add_u64(o, MEMCTL_KEY_UNPLUG, m->report.unplugging)) < 0 ||
             (r = format_paging(o, &m->report.paging)) < 0)
                 return r;
         return 0;

@@ -99,6 +99,7 @@ static void report_round_trip(void **state)
         m.report.status = MEM_STATUS_WARNING;
         m.report.balloon = 64 * MiB;
         m.report.vmem_plugged = 2 * GiB;
+        m.report.unplugging = 128 * MiB;
         m.report.paging = (struct memctl_paging){true, 1 * GiB, 7, 9, 1500};
         round_trip(&m);
 
@@ -112,6 +113,7 @@ static void report_round_trip(void **state)
         assert_int_equal(back.report.status, MEM_STATUS_WARNING);
         assert_int_equal(back.report.balloon, 64 * MiB);
         assert_int_equal(back.report.vmem_plugged, 2 * GiB);
+        assert_int_equal(back.report.unplugging, 128 * MiB);
         assert_true(back.report.paging.active);
         assert_int_equal(back.report.paging.file_bytes, 1 * GiB);
         assert_int_equal(back.report.paging.pages_in, 7);
@@ -208,6 +210,9 @@ static void parse_accepts_minimal_lines(void **state)
         for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
                 if (memctl_msg_parse(good[i], strlen(good[i]), &m, err, sizeof(err)) != 0)
                         fail_msg("\"%s\" refused: %s", good[i], err);
+        /* A report without unplugging_bytes (an older VM) has nothing in flight. */
+        assert_int_equal(memctl_msg_parse(good[2], strlen(good[2]), &m, err, sizeof(err)), 0);
+        assert_int_equal(m.report.unplugging, 0);
 }
 
 static void parse_refuses_bad_json(void **state)
@@ -330,6 +335,9 @@ static void parse_refuses_bad_report(void **state)
         expect_refused("{\"msg\":\"report\",\"assigned_bytes\":1," REPORT_TAIL,
                        "missing \"demand_bytes\"");
         expect_refused("{\"msg\":\"report\",\"assigned_bytes\":1,\"demand_bytes\":-5," REPORT_TAIL,
+                       "must not be negative");
+        expect_refused("{\"msg\":\"report\",\"assigned_bytes\":1,\"demand_bytes\":1,"
+                       "\"unplugging_bytes\":-1," REPORT_TAIL,
                        "must not be negative");
         expect_refused("{\"msg\":\"report\",\"assigned_bytes\":1.5,\"demand_bytes\":1," REPORT_TAIL,
                        "must be an integer");

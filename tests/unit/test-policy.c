@@ -335,6 +335,35 @@ static void equal_weights_share_in_proportion(void **state)
         assert_int_equal(vms[2].grant, 1000 * MiB);
 }
 
+/*
+ * A VM unplugging memory reports demand inflated by the isolated free pages of the block in
+ * flight: no grant grows on what that explains, and none shrinks further because of it.
+ */
+static void memory_being_unplugged_grows_nothing(void **state)
+{
+        struct policy_vm v = vm(5000, 256 * MiB, 4 * GiB, 30, 212 * MiB, 256 * MiB);
+
+        /* The bench's wobble: 212 MiB wants 276, 128 MiB of it possibly in flight. */
+        v.assigned = 384 * MiB;
+        v.unplugging = 128 * MiB;
+        policy_balance(&v, 1, 64 * GiB, NULL);
+        assert_int_equal(v.grant, 256 * MiB);
+        /* More than the memory in flight can explain: grown, but only by the rest. */
+        v.demand = 500 * MiB; /* 372 MiB for sure: wants 484 (483.6 rounded up) */
+        policy_balance(&v, 1, 64 * GiB, NULL);
+        assert_int_equal(v.grant, 484 * MiB);
+        /* Nothing in flight: the whole demand counts. */
+        v.grant = 256 * MiB;
+        v.unplugging = 0;
+        policy_balance(&v, 1, 64 * GiB, NULL);
+        assert_int_equal(v.grant, 650 * MiB);
+        /* The discount never shrinks: above its want, a VM goes to its want, not lower. */
+        v = vm(5000, 256 * MiB, 4 * GiB, 30, 500 * MiB, 2 * GiB);
+        v.unplugging = 1 * GiB;
+        policy_balance(&v, 1, 64 * GiB, NULL);
+        assert_int_equal(v.grant, 650 * MiB);
+}
+
 static void shrink_is_paced(void **state)
 {
         struct policy_vm v = vm(5000, 512 * MiB, 16 * GiB, 20, 800 * MiB, 7 * GiB);
@@ -863,6 +892,7 @@ int main(void)
                 cmocka_unit_test(partial_admission),
                 cmocka_unit_test(ample_memory_gives_want),
                 cmocka_unit_test(equal_weights_share_in_proportion),
+                cmocka_unit_test(memory_being_unplugged_grows_nothing),
                 cmocka_unit_test(shrink_is_paced),
                 cmocka_unit_test(dead_band),
                 cmocka_unit_test(dead_band_gives_way_to_growth),

@@ -4,6 +4,22 @@
 
 #include "tidal/macro.h"
 
+/*
+ * Levels above the grant, only as far as demand less the memory being unplugged asks: that
+ * memory's isolated free pages look used. Levels at or below the grant stay as they are, so
+ * the discount never shrinks a VM.
+ */
+static void discount_growth(const struct policy_vm *vm, uint64_t *need, uint64_t *want)
+{
+        uint64_t demand = vm->demand - MIN(vm->demand, vm->unplugging);
+        uint64_t grant = policy_clamp(vm, policy_block_up(vm->grant));
+        uint64_t need_d = MAX(policy_clamp(vm, policy_block_up(demand)), vm->minimum);
+        uint64_t want_d = policy_clamp(vm, policy_block_up(mem_with_buffer(demand, vm->buffer)));
+
+        *need = MIN(*need, MAX(grant, need_d));
+        *want = MAX(MIN(*want, MAX(grant, want_d)), *need);
+}
+
 void policy_levels_of(const struct policy_vm *vm, struct policy_levels *ret)
 {
         uint64_t floor = vm->minimum, need, want;
@@ -19,6 +35,8 @@ void policy_levels_of(const struct policy_vm *vm, struct policy_levels *ret)
                 need = MAX(policy_clamp(vm, policy_block_up(vm->demand)), floor);
                 want = policy_clamp(vm, policy_block_up(mem_with_buffer(vm->demand, vm->buffer)));
                 want = MAX(want, need);
+                if (vm->unplugging)
+                        discount_growth(vm, &need, &want);
         }
         *ret = (struct policy_levels){.floor = floor, .need = need, .want = want};
 }

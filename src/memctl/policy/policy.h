@@ -32,6 +32,11 @@ struct policy_vm {
         uint64_t demand;                    /* bytes the guest needs (its report) */
         bool fresh;        /* statistics are recent; a stale VM is never cut below its grant */
         uint64_t assigned; /* bytes it holds now */
+        /*
+         * Bytes its virtio-mem is unplugging now (0 under pressure): the demand may count them
+         * as used, so the grant never grows on what they explain (dynamic-memory.md).
+         */
+        uint64_t unplugging;
         /* Input and output: the current grant in, the new grant out. */
         uint64_t grant;
 };

@@ -64,6 +64,8 @@ void balance_input(const struct vm *vm, uint64_t now, struct policy_vm *p)
                 .fresh = vm->fresh && now - vm->last_report_ms <= MEMCTL_STALE_MS,
                 .assigned = vm_held(vm),
                 .grant = vm->grant,
+                /* A starving guest's demand is no artefact of memory in flight. */
+                .unplugging = vm->pressure ? 0 : vm->unplugging,
         };
 }
 

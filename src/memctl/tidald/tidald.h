@@ -53,6 +53,7 @@ struct vm {
         unsigned pressure;
         enum mem_status status;
         uint64_t balloon, vmem_plugged;
+        uint64_t unplugging; /* its virtio-mem's unplug in flight (report) */
         struct memctl_paging paging;
         uint64_t last_report_ms;
         uint64_t rss; /* host RSS of its process, read each round */

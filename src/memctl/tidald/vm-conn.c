@@ -83,6 +83,7 @@ static void take_report(struct vm *vm, const struct memctl_msg *m)
         vm->status = m->report.status;
         vm->balloon = m->report.balloon;
         vm->vmem_plugged = m->report.vmem_plugged;
+        vm->unplugging = m->report.unplugging;
         vm->paging = m->report.paging;
         vm->last_report_ms = monotonic_ms();
 }

@@ -237,7 +237,8 @@ static void run_round(struct dynmem *d, bool paced)
          * way out: plugged only falls during an unplug.
          */
         unplugging = vm_unplugging(d, &vm);
-        next = next_target(d, d->state.fresh, new_report, MAX(unplugging, d->last_unplugging));
+        d->state.unplugging = MAX(unplugging, d->last_unplugging);
+        next = next_target(d, d->state.fresh, new_report, d->state.unplugging);
         d->last_unplugging = unplugging;
         d->state.target = next;
         d->state.status = mem_status_of(d->state.assigned, d->state.demand, s->buffer);

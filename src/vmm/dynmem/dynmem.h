@@ -43,6 +43,7 @@ struct dynmem_state {
         uint64_t balloon;      /* bytes in the balloon (the driver's count) */
         uint64_t vmem_plugged; /* bytes plugged with virtio-mem */
         uint64_t vmem_stuck;   /* plugged memory virtio-mem cannot unplug, ballooned instead */
+        uint64_t unplugging;   /* what virtio-mem is taking out now (controller_input) */
 };
 
 /* Called at the end of every round that used a new statistics report. */

@@ -194,6 +194,7 @@ void memctl_build_report(const struct dynmem_state *st, struct memctl_msg *ret)
                                 .status = st->status,
                                 .balloon = st->balloon,
                                 .vmem_plugged = st->vmem_plugged,
+                                .unplugging = st->unplugging,
                         },
         };
 }
