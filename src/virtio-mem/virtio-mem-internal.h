@@ -79,8 +79,7 @@ static inline uint64_t virtio_mem_usable_size(const struct virtio_mem *m)
         return m->region->size;
 }
 
-/* virtio-mem.c: restarts the behind clocks when requested, plugged or the driver changed. Locked.
- */
+/* virtio-mem.c: after requested, plugged or the driver changed, restarts the clocks. Locked. */
 void virtio_mem_track_behind(struct virtio_mem *m);
 
 /* requests.c */

@@ -4,25 +4,17 @@
 
 #include "tidal/macro.h"
 
-/*
- * Levels above the grant, only as far as demand less the memory being unplugged asks: that
- * memory's isolated free pages look used. Levels at or below the grant stay as they are, so
- * the discount never shrinks a VM.
- */
-static void discount_growth(const struct policy_vm *vm, uint64_t *need, uint64_t *want)
+/* need and want for a demand: rounded up, so a guest is never planned a part-block short. */
+static void levels_for(const struct policy_vm *vm, uint64_t demand, uint64_t floor, uint64_t *need,
+                       uint64_t *want)
 {
-        uint64_t demand = vm->demand - MIN(vm->demand, vm->unplugging);
-        uint64_t grant = policy_clamp(vm, policy_block_up(vm->grant));
-        uint64_t need_d = MAX(policy_clamp(vm, policy_block_up(demand)), vm->minimum);
-        uint64_t want_d = policy_clamp(vm, policy_block_up(mem_with_buffer(demand, vm->buffer)));
-
-        *need = MIN(*need, MAX(grant, need_d));
-        *want = MAX(MIN(*want, MAX(grant, want_d)), *need);
+        *need = MAX(policy_clamp(vm, policy_block_up(demand)), floor);
+        *want = MAX(policy_clamp(vm, policy_block_up(mem_with_buffer(demand, vm->buffer))), *need);
 }
 
 void policy_levels_of(const struct policy_vm *vm, struct policy_levels *ret)
 {
-        uint64_t floor = vm->minimum, need, want;
+        uint64_t floor = vm->minimum, need, want, need_d, want_d, grant;
 
         /* Stale or missing statistics say nothing about what the guest can give up now. */
         if (policy_pinned(vm))
@@ -31,12 +23,19 @@ void policy_levels_of(const struct policy_vm *vm, struct policy_levels *ret)
                 /* Nothing to go on: the VM keeps what it has. */
                 need = want = floor;
         } else {
-                /* Rounded up: a guest is never planned a part-block short of its demand. */
-                need = MAX(policy_clamp(vm, policy_block_up(vm->demand)), floor);
-                want = policy_clamp(vm, policy_block_up(mem_with_buffer(vm->demand, vm->buffer)));
-                want = MAX(want, need);
-                if (vm->unplugging)
-                        discount_growth(vm, &need, &want);
+                levels_for(vm, vm->demand, floor, &need, &want);
+        }
+        /*
+         * Memory being unplugged has its free pages isolated, and they look used: levels above
+         * the grant go only as far as the demand less that memory asks. Levels at or below the
+         * grant stay, so the discount never shrinks a VM.
+         */
+        if (vm->have_demand && vm->unplugging) {
+                levels_for(vm, vm->demand - MIN(vm->demand, vm->unplugging), floor, &need_d,
+                           &want_d);
+                grant = policy_clamp(vm, policy_block_up(vm->grant));
+                need = MIN(need, MAX(grant, need_d));
+                want = MAX(MIN(want, MAX(grant, want_d)), need);
         }
         *ret = (struct policy_levels){.floor = floor, .need = need, .want = want};
 }
